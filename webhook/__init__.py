@@ -1,0 +1,51 @@
+"""comms-webhook: the callback URL of a Microsoft Graph calling bot.
+
+``create_app()`` builds the Flask receiver; the signals in :mod:`webhook.signals` tell your code what happened
+to each call.
+"""
+
+from .app import create_app
+from .errors import (
+    AuthError,
+    ConfigError,
+    PayloadError,
+    RequestError,
+    StoreError,
+    StoreUnavailable,
+    WebhookError,
+)
+from .model import Call, Claims, Notification
+from .receiver import Receiver
+from .signals import (
+    call_state_changed,
+    handler_failed,
+    notification_received,
+    operation_completed,
+    participants_updated,
+    tone_received,
+)
+from .store import CallStore, SQLiteStore, open_store
+
+__all__ = [
+    "AuthError",
+    "Call",
+    "CallStore",
+    "Claims",
+    "ConfigError",
+    "Notification",
+    "PayloadError",
+    "Receiver",
+    "RequestError",
+    "SQLiteStore",
+    "StoreError",
+    "StoreUnavailable",
+    "WebhookError",
+    "call_state_changed",
+    "create_app",
+    "handler_failed",
+    "notification_received",
+    "open_store",
+    "operation_completed",
+    "participants_updated",
+    "tone_received",
+]

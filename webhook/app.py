@@ -1,0 +1,54 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from . import http
+from .receiver import Receiver
+from .settings import PREFIX, Settings, unknown_environment_names
+from .store import open_store
+
+logger = logging.getLogger("webhook")
+
+
+def load_settings(config: Mapping[str, Any] | None = None, *, app: Flask | None = None) -> Settings:
+    """Read and validate the settings ``create_app`` would use, without building the receiver.
+
+    Given ``app``, its config is filled as a side effect (Flask's own settings may come from ``WEBHOOK_*``
+    too); the default store lives in that app's instance folder.
+    """
+    app = app if app is not None else Flask("webhook", instance_relative_config=True)
+    app.config.from_prefixed_env(PREFIX.rstrip("_"))
+    if config:
+        app.config.update(config)
+    return Settings.from_mapping(app.config, instance_path=app.instance_path)
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the receiver app.
+
+    Settings come from ``WEBHOOK_*`` environment variables, then from ``config`` (names without the prefix,
+    e.g. ``{"STORE_URL": "sqlite:////tmp/calls.sqlite3"}``). Raises :class:`~webhook.errors.ConfigError` naming
+    the setting when a value is wrong; the store is opened (and created) here, so a bad store fails start-up,
+    not the first request.
+    """
+    app = Flask("webhook", instance_relative_config=True)
+    settings = load_settings(config, app=app)
+    for name in unknown_environment_names():
+        logger.warning("%s is set but is not a comms-webhook setting (a typo?); it is ignored", name)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    if settings.auth == "disabled":
+        logger.warning(
+            "WEBHOOK_AUTH=disabled: callbacks are NOT authenticated. Anyone who can reach this URL can inject "
+            "call notifications. Use this for local trials only, never in production."
+        )
+    store = open_store(settings.store_url, timeout=settings.store_timeout_seconds)
+    app.extensions[http.EXTENSION] = http.WebhookState(settings=settings, store=store, receiver=Receiver(store))
+    app.register_blueprint(http.bp)
+    http.register_error_handlers(app)
+    return app

@@ -1,0 +1,111 @@
+"""The ``comms-webhook`` command: serve the receiver, read the calls it stored.
+
+Each command is a thin call into the modules; settings come from the same ``WEBHOOK_*`` variables as the
+receiver, so ``comms-webhook calls`` reads the store ``comms-webhook serve`` writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from .app import load_settings
+from .errors import WebhookError
+from .model import CALL_STATES, canonical_enum
+from .resources import canonical_id
+from .store import open_store
+
+APP_FACTORY = "webhook:create_app()"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    # Validate settings and open the store once here, so a mistake is one clear message, not one per worker.
+    settings = load_settings()
+    open_store(settings.store_url, timeout=settings.store_timeout_seconds).close()
+    argv = [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "--bind",
+        args.bind,
+        "--workers",
+        str(args.workers),
+        "--timeout",
+        str(max(30, int(settings.store_timeout_seconds * 3))),
+        "--access-logfile",
+        "-",
+        APP_FACTORY,
+    ]
+    print(f"comms-webhook: serving on http://{args.bind}/api/calls, store {settings.store_url}", file=sys.stderr)
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)
+    return 0  # not reached
+
+
+def _calls(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = open_store(settings.store_url, timeout=settings.store_timeout_seconds)
+    state = canonical_enum(args.state, CALL_STATES) if args.state else None
+    calls = store.list_calls(state, args.limit)
+    if args.json:
+        print(json.dumps([call.to_dict() for call in calls], indent=2))
+        return 0
+    if not calls:
+        print("no calls" + (f" in state {state}" if state else ""))
+        return 0
+    print(f"{'ID':36}  {'STATE':16}  {'UPDATED':24}  END REASON")
+    for call in calls:
+        print(f"{call.id:36}  {call.state or '-':16}  {call.updated_at:24}  {call.end_reason or ''}")
+    return 0
+
+
+def _call(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = open_store(settings.store_url, timeout=settings.store_timeout_seconds)
+    call = store.get(canonical_id(args.call_id))
+    if call is None:
+        print(f"no call {args.call_id} in {settings.store_url}", file=sys.stderr)
+        return 1
+    print(json.dumps(call.to_dict(), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="comms-webhook",
+        description="The callback URL of a Microsoft Graph calling bot. Settings: WEBHOOK_* variables.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="start the receiver under gunicorn")
+    serve.add_argument("--bind", default="127.0.0.1:8000", help="address to listen on (default %(default)s)")
+    serve.add_argument("--workers", type=int, default=2, help="worker processes (default %(default)s)")
+    serve.set_defaults(func=_serve)
+
+    calls = commands.add_parser("calls", help="list the calls in the store, most recently updated first")
+    calls.add_argument("--state", help="only calls in this state (established, terminated...)")
+    calls.add_argument("--limit", type=int, default=50, help="at most this many (default %(default)s)")
+    calls.add_argument("--json", action="store_true", help="print the calls as JSON")
+    calls.set_defaults(func=_calls)
+
+    call = commands.add_parser("call", help="print one call: state, history, participants, operations")
+    call.add_argument("call_id", metavar="ID")
+    call.set_defaults(func=_call)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except WebhookError as exc:
+        print(f"comms-webhook: {exc.message}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""The thin Flask layer: ``POST /api/calls``, the read API, and JSON errors for everything.
+
+Checks run cheapest first and before the body is read: authentication, then size, then content type. Every
+error, ours or Werkzeug's, is answered as ``{"error", "message", "details"}`` with its 4xx status; an
+unexpected exception is logged and answered 500 without a traceback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from .errors import AuthError, Forbidden, NotFound, PayloadTooLarge, RequestError, UnsupportedMediaType, WebhookError
+from .model import CALL_STATES, Claims, canonical_enum
+from .receiver import Receiver, decode_body
+from .resources import canonical_id
+from .settings import Settings
+from .store.base import CallStore
+
+logger = logging.getLogger("webhook.http")
+
+bp = Blueprint("webhook", __name__)
+
+EXTENSION = "comms_webhook"
+MAX_LIST_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class WebhookState:
+    """What ``create_app`` wires together, kept in ``app.extensions["comms_webhook"]``."""
+
+    settings: Settings
+    store: CallStore
+    receiver: Receiver
+
+
+def webhook_state() -> WebhookState:
+    state: WebhookState = current_app.extensions[EXTENSION]
+    return state
+
+
+@bp.post("/api/calls")
+def receive_notifications() -> tuple[str, int]:
+    """Graph's callback: 202 with an empty body once every notification is stored and signalled."""
+    state = webhook_state()
+    claims = _authenticate(state.settings)
+    if request.content_length is not None and request.content_length > state.settings.max_body_bytes:
+        raise PayloadTooLarge(
+            f"The body is {request.content_length} bytes; the limit is {state.settings.max_body_bytes} "
+            "(WEBHOOK_MAX_BODY_BYTES).",
+            details={"limit": state.settings.max_body_bytes},
+        )
+    if request.mimetype != "application/json":
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json, not {request.mimetype or 'missing'}.",
+            details={"contentType": request.content_type},
+        )
+    body = decode_body(request.get_data(cache=False))
+    state.receiver.receive(body, claims)
+    return "", 202
+
+
+def _authenticate(settings: Settings) -> Claims:
+    if settings.auth == "disabled":
+        return Claims()
+    # Until Graph's JWT verification lands, "jwt" lets nothing in: failing closed beats trusting anyone.
+    raise AuthError(
+        "This receiver cannot verify Graph's token yet, so it accepts no callback in WEBHOOK_AUTH=jwt mode. "
+        "For a local trial only, start it with WEBHOOK_AUTH=disabled.",
+        code="invalid_token",
+    )
+
+
+def _require_admin(settings: Settings) -> None:
+    if not settings.admin_token:
+        raise Forbidden(
+            "The read API is disabled. Set WEBHOOK_ADMIN_TOKEN and send it as 'Authorization: Bearer <token>'."
+        )
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
+        raise AuthError("Send the admin token as 'Authorization: Bearer <WEBHOOK_ADMIN_TOKEN>'.")
+
+
+@bp.get("/api/calls")
+def list_calls() -> Response:
+    """Calls, most recently updated first: ``?state=established`` filters, ``?limit=`` caps (1-1000)."""
+    state = webhook_state()
+    _require_admin(state.settings)
+    wanted = request.args.get("state")
+    limit_text = request.args.get("limit", "100")
+    if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
+        raise RequestError(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}.", code="invalid_query")
+    calls = state.store.list_calls(canonical_enum(wanted, CALL_STATES) if wanted else None, int(limit_text))
+    return jsonify({"calls": [call.to_dict() for call in calls], "count": len(calls)})
+
+
+@bp.get("/api/calls/<call_id>")
+def get_call(call_id: str) -> Response:
+    state = webhook_state()
+    _require_admin(state.settings)
+    call = state.store.get(canonical_id(call_id))
+    if call is None:
+        raise NotFound(f"No call {call_id} is known to this receiver.")
+    return jsonify(call.to_dict())
+
+
+def _error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
+    response = jsonify({"error": code, "message": message, "details": details or {}})
+    response.status_code = status
+    return response
+
+
+def _handle_webhook_error(exc: WebhookError) -> Response:
+    response = _error_response(exc.status, exc.code, exc.message, exc.details)
+    if isinstance(exc, AuthError):
+        response.headers["WWW-Authenticate"] = f'Bearer error="{exc.code}"'
+    retry_after = getattr(exc, "retry_after", None)
+    if exc.status == 503 and retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    if exc.status >= 500:
+        logger.error("%s: %s", exc.code, exc.message)
+    return response
+
+
+def _handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
+    message = exc.description or exc.name or "error"
+    if status == 413:
+        message = f"The body exceeds the limit of {current_app.config.get('MAX_CONTENT_LENGTH')} bytes."
+        code = PayloadTooLarge.code
+    response = _error_response(status, code, message)
+    allowed = dict(exc.get_headers()).get("Allow")
+    if allowed:
+        response.headers["Allow"] = allowed
+    return response
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    logger.exception("unexpected error while handling %s %s", request.method, request.path)
+    return _error_response(500, "internal_error", "An unexpected error occurred; it was logged on the server.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(WebhookError, _handle_webhook_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)

@@ -1,0 +1,176 @@
+"""The plain objects the core passes around: a notification as validated, a call as stored.
+
+No Flask and no I/O here. :class:`Call` round-trips through :meth:`Call.to_dict` / :meth:`Call.from_dict`,
+which is also what the stores persist and what the read API shows.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .codes import explain
+from .resources import ResourceRef
+
+JSON = dict[str, Any]
+
+#: Call states documented in Graph v1.0, in their canonical spelling.
+CALL_STATES = (
+    "incoming",
+    "establishing",
+    "ringing",
+    "established",
+    "hold",
+    "transferring",
+    "transferAccepted",
+    "redirecting",
+    "terminating",
+    "terminated",
+)
+CHANGE_TYPES = ("created", "updated", "deleted")
+
+
+def canonical_enum(value: str, known: Iterable[str]) -> str:
+    """Return the known spelling of ``value`` compared case-insensitively, or ``value`` itself.
+
+    Logs re-serialized by the C# SDK say ``Deleted`` and ``Terminated``; Graph adds values over time, which
+    are kept exactly as sent.
+    """
+    lowered = value.lower()
+    for candidate in known:
+        if candidate.lower() == lowered:
+            return candidate
+    return value
+
+
+@dataclass(frozen=True)
+class Claims:
+    """What a verified token says about the sender (filled by the auth layer; empty when auth is off)."""
+
+    tenant_id: str | None = None
+    app_id: str | None = None
+    issuer: str | None = None
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One validated ``commsNotification``.
+
+    ``data`` is ``resourceData`` after validation: numbers normalized, unknown fields kept as sent. It is a
+    dict for call and operation notifications and a list of dicts for rosters. ``raw`` is the notification
+    exactly as it arrived.
+    """
+
+    change_type: str
+    resource: ResourceRef
+    data: Any
+    raw: JSON
+    claims: Claims = field(default_factory=Claims)
+
+    @property
+    def call_id(self) -> str:
+        return self.resource.call_id
+
+    @property
+    def kind(self) -> str:
+        return self.resource.kind
+
+    def with_claims(self, claims: Claims) -> Notification:
+        return replace(self, claims=claims)
+
+
+@dataclass
+class Call:
+    """Everything we know about one call.
+
+    ``state`` is None until a notification tells us the state (an operation result can arrive first).
+    ``data`` is the call's ``resourceData`` merged field by field over every notification applied (the latest
+    value of each top-level field wins; ``toneInfo`` is an event, kept in ``tones`` instead).
+    ``end`` is the ``resultInfo`` and ``terminationReason`` of the notification that ended the call.
+    """
+
+    id: str
+    state: str | None = None
+    data: JSON = field(default_factory=dict)
+    participants: list[JSON] = field(default_factory=list)
+    roster_version: int | None = None
+    operations: dict[str, JSON] = field(default_factory=dict)
+    tones: list[JSON] = field(default_factory=list)
+    history: list[JSON] = field(default_factory=list)
+    stale: list[JSON] = field(default_factory=list)
+    duplicates: int = 0
+    end: JSON | None = None
+    created_at: str = ""
+    updated_at: str = ""
+
+    @property
+    def direction(self) -> str | None:
+        value = self.data.get("direction")
+        return value if isinstance(value, str) else None
+
+    @property
+    def result_info(self) -> JSON | None:
+        value = self.data.get("resultInfo")
+        return value if isinstance(value, dict) else None
+
+    @property
+    def termination_reason(self) -> str | None:
+        source = self.end if self.end is not None else self.data
+        value = source.get("terminationReason")
+        return value if isinstance(value, str) else None
+
+    @property
+    def end_reason(self) -> str | None:
+        """A plain-language reason the call ended, or None while it has not."""
+        if self.state != "terminated" or self.end is None:
+            return None
+        return explain(self.end.get("resultInfo"), self.termination_reason) or "The call ended."
+
+    @property
+    def ended(self) -> bool:
+        return self.state == "terminated"
+
+    def copy(self) -> Call:
+        return copy.deepcopy(self)
+
+    def to_dict(self) -> JSON:
+        """The stored form (and the read API's): camelCase keys, JSON values only."""
+        return {
+            "id": self.id,
+            "state": self.state,
+            "direction": self.direction,
+            "resultInfo": self.result_info,
+            "terminationReason": self.termination_reason,
+            "endReason": self.end_reason,
+            "participants": self.participants,
+            "rosterVersion": self.roster_version,
+            "operations": list(self.operations.values()),
+            "tones": self.tones,
+            "history": self.history,
+            "stale": self.stale,
+            "duplicates": self.duplicates,
+            "end": self.end,
+            "data": self.data,
+            "createdAt": self.created_at,
+            "updatedAt": self.updated_at,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any]) -> Call:
+        return cls(
+            id=doc["id"],
+            state=doc.get("state"),
+            data=dict(doc.get("data") or {}),
+            participants=list(doc.get("participants") or []),
+            roster_version=doc.get("rosterVersion"),
+            operations={op["id"]: op for op in doc.get("operations") or []},
+            tones=list(doc.get("tones") or []),
+            history=list(doc.get("history") or []),
+            stale=list(doc.get("stale") or []),
+            duplicates=int(doc.get("duplicates") or 0),
+            end=doc.get("end"),
+            created_at=doc.get("createdAt") or "",
+            updated_at=doc.get("updatedAt") or "",
+        )

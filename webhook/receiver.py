@@ -1,0 +1,101 @@
+"""The receiving pipeline without Flask: bytes in, committed decisions and sent signals out.
+
+:class:`Receiver` is what ``POST /api/calls`` runs after the HTTP checks, and what replays and tests can run
+directly. A body is validated whole before anything happens: a rejected body changes no state and sends no
+signal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from .dispatch import dispatch
+from .errors import PayloadError
+from .model import Claims, Notification
+from .schemas import load_notifications
+from .signals import notification_received
+from .state import Decision
+from .store.base import CallStore
+
+#: Deepest nesting of JSON accepted. Graph's bodies nest about 8 levels; the cap keeps a hostile body from
+#: exhausting the recursion limit anywhere downstream.
+MAX_JSON_DEPTH = 64
+
+
+def utc_now() -> str:
+    """The current time as the ISO-8601 string the store records (UTC, milliseconds, ``Z``)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def decode_body(raw: bytes) -> Any:
+    """Decode a request body as strict JSON (UTF-8, no NaN/Infinity, at most :data:`MAX_JSON_DEPTH` deep).
+
+    Raises :class:`PayloadError` with code ``malformed_json`` and where it went wrong.
+    """
+    if not raw.strip():
+        raise PayloadError("The body is empty; expected a commsNotifications JSON object.", code="malformed_json")
+    try:
+        body = json.loads(raw, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise PayloadError(
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+            code="malformed_json",
+            details={"line": exc.lineno, "column": exc.colno},
+        ) from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, NaN, nesting beyond the parser's limit
+        message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
+        raise PayloadError(f"The body is not valid JSON: {message}.", code="malformed_json") from None
+    if _depth(body) > MAX_JSON_DEPTH:
+        raise PayloadError(
+            f"The body nests deeper than {MAX_JSON_DEPTH} levels; Graph's notifications never do.",
+            code="malformed_json",
+        )
+    return body
+
+
+def _depth(value: Any) -> int:
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in item.values())
+        elif isinstance(item, list):
+            deepest = max(deepest, level)
+            stack.extend((child, level + 1) for child in item)
+        if deepest > MAX_JSON_DEPTH:
+            break
+    return deepest
+
+
+class Receiver:
+    """Validates a body, applies each notification through the store, and sends the resulting signals."""
+
+    def __init__(self, store: CallStore, *, clock: Callable[[], str] = utc_now) -> None:
+        self.store = store
+        self.clock = clock
+
+    def receive(self, body: Any, claims: Claims | None = None) -> list[Decision]:
+        """Process one decoded body; return one committed decision per notification, in order.
+
+        Raises :class:`PayloadError` before anything happens when the body is invalid, and
+        :class:`~webhook.errors.StoreUnavailable` when a notification could not be stored (the ones before it
+        were applied; re-sending the whole body is safe, as applied ones come back as duplicates).
+        """
+        notifications = load_notifications(body)
+        if claims is not None:
+            notifications = [n.with_claims(claims) for n in notifications]
+        return [self.apply(notification) for notification in notifications]
+
+    def apply(self, notification: Notification) -> Decision:
+        notification_received.send(notification.kind, notification=notification)
+        decision = self.store.apply(notification, self.clock())
+        dispatch(decision.events)
+        return decision

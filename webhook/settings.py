@@ -1,0 +1,134 @@
+"""Every setting comms-webhook reads: name, type, default, and the message when the value is wrong.
+
+Settings come from environment variables prefixed ``WEBHOOK_`` (``WEBHOOK_STORE_URL``...), then from the
+mapping given to :func:`webhook.create_app`, whose keys are the names without the prefix. A wrong value stops
+start-up with a :class:`~webhook.errors.ConfigError` that names the variable and what it accepts.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+PREFIX = "WEBHOOK_"
+DEFAULT_DATABASE = "comms-webhook.sqlite3"
+
+
+def _text(name: str, value: Any) -> str:
+    if isinstance(value, (dict, list)) or value is None:
+        raise ConfigError(f"{PREFIX}{name} must be a string, got {value!r}")
+    return str(value).strip()
+
+
+def _positive_int(name: str, value: Any) -> int:
+    try:
+        number = int(value)
+        if isinstance(value, (bool, float)) or number <= 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{PREFIX}{name} must be a positive whole number, got {value!r}") from None
+    return number
+
+
+def _positive_float(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+        if isinstance(value, bool) or not number > 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{PREFIX}{name} must be a positive number of seconds, got {value!r}") from None
+    return number
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def parse(name: str, value: Any) -> str:
+        text = _text(name, value).lower()
+        if text not in choices:
+            raise ConfigError(f"{PREFIX}{name} must be one of {', '.join(choices)}; got {value!r}")
+        return text
+
+    return parse
+
+
+def _store_url(name: str, value: Any) -> str:
+    text = _text(name, value)
+    if "://" not in text:
+        raise ConfigError(
+            f"{PREFIX}{name} must be a store URL such as sqlite:///PATH or sqlite:////ABSOLUTE/PATH; got {value!r}"
+        )
+    return text
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    parse: Callable[[str, Any], Any]
+    default: Any
+    help: str
+    secret: bool = False
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "STORE_URL",
+        _store_url,
+        None,
+        f"Where calls are kept. Default: sqlite:///<instance folder>/{DEFAULT_DATABASE}.",
+    ),
+    Setting(
+        "AUTH",
+        _choice("jwt", "disabled"),
+        "jwt",
+        "jwt: only callbacks carrying Graph's signed token get in. disabled: anyone may post (local trials).",
+    ),
+    Setting("ADMIN_TOKEN", _text, "", "Bearer token of the read API; without it the read API answers 403.", True),
+    Setting("MAX_BODY_BYTES", _positive_int, 1024 * 1024, "Largest accepted body, in bytes (413 above)."),
+    Setting(
+        "STORE_TIMEOUT_SECONDS",
+        _positive_float,
+        5.0,
+        "How long a write waits for the store before answering 503 (keep it under gunicorn's timeout).",
+    ),
+)
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated settings of one app."""
+
+    store_url: str
+    auth: str
+    admin_token: str
+    max_body_bytes: int
+    store_timeout_seconds: float
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any], *, instance_path: str | os.PathLike[str]) -> Settings:
+        """Validate ``values`` (names without the prefix); missing names take their defaults."""
+        parsed: dict[str, Any] = {}
+        for setting in SETTINGS:
+            raw = values.get(setting.name)
+            parsed[setting.name.lower()] = setting.default if raw is None else setting.parse(setting.name, raw)
+        if parsed["store_url"] is None:
+            parsed["store_url"] = f"sqlite:///{Path(instance_path) / DEFAULT_DATABASE}"
+        return cls(**parsed)
+
+    def masked(self) -> dict[str, Any]:
+        """The settings by name, secrets masked: for logs and ``check-config``."""
+        shown: dict[str, Any] = {}
+        for setting in SETTINGS:
+            value = getattr(self, setting.name.lower())
+            shown[setting.name] = ("***" if value else "") if setting.secret else value
+        return shown
+
+
+def unknown_environment_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``WEBHOOK_*`` variables that name no setting: most likely typos worth a warning."""
+    environ = os.environ if environ is None else environ
+    return sorted(key for key in environ if key.startswith(PREFIX) and key[len(PREFIX) :] not in _BY_NAME)

@@ -1,0 +1,143 @@
+"""comms-webhook's Blinker signals, and the signal class that keeps receivers safe.
+
+Two of Blinker's defaults are traps for a webhook: a receiver is held by weak reference (a closure or a lambda
+connected inside a function silently disappears), and one raising receiver stops the others. Signals here are
+:class:`IsolatedSignal`: ``connect`` holds receivers strongly unless asked otherwise, and ``send`` calls every
+receiver even when one raises, logs the traceback and sends :data:`handler_failed`.
+
+Receivers are called in no guaranteed order and may hear the same transition again after a crash: write them
+idempotent. Signals are process-global; each event is sent in the process whose transaction produced it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import typing as t
+from collections.abc import Callable, Coroutine
+
+from blinker import ANY, NamedSignal, Namespace
+
+logger = logging.getLogger("webhook.signals")
+
+F = t.TypeVar("F", bound=Callable[..., t.Any])
+
+
+class IsolatedSignal(NamedSignal):
+    """A named signal with strong references by default and per-receiver failure isolation."""
+
+    def connect(self, receiver: F, sender: t.Any = ANY, weak: bool = False) -> F:
+        return super().connect(receiver, sender, weak)
+
+    def send(
+        self,
+        sender: t.Any | None = None,
+        /,
+        *,
+        _async_wrapper: Callable[[Callable[..., Coroutine[t.Any, t.Any, t.Any]]], Callable[..., t.Any]] | None = None,
+        **kwargs: t.Any,
+    ) -> list[tuple[Callable[..., t.Any], t.Any]]:
+        """Call every receiver; a receiver that raises gets its exception as its result.
+
+        The failure is logged with its traceback and reported through :data:`handler_failed` (whose own
+        failing receivers are only logged, so a broken failure handler cannot loop).
+        """
+        if self.is_muted:
+            return []
+        results: list[tuple[Callable[..., t.Any], t.Any]] = []
+        for receiver in self.receivers_for(sender):
+            try:
+                if _async_wrapper is not None and inspect.iscoroutinefunction(receiver):
+                    result = _async_wrapper(receiver)(sender, **kwargs)
+                else:
+                    result = receiver(sender, **kwargs)
+            except Exception as exc:
+                result = exc
+                self._report_failure(receiver, sender, exc, kwargs)
+            results.append((receiver, result))
+        return results
+
+    def _report_failure(
+        self, receiver: Callable[..., t.Any], sender: t.Any, exc: Exception, kwargs: dict[str, t.Any]
+    ) -> None:
+        name = receiver_name(receiver)
+        call = kwargs.get("call")
+        call_id = getattr(call, "id", None)
+        logger.error("handler %s failed on %s (sender %r, call %s)", name, self.name, sender, call_id, exc_info=exc)
+        if self is handler_failed:
+            return
+        handler_failed.send(
+            self.name, handler=name, receiver=receiver, exception=exc, sender=sender, call=call, kwargs=kwargs
+        )
+
+
+def receiver_name(receiver: Callable[..., t.Any]) -> str:
+    """``module.qualname`` of a receiver, for logs and failure records."""
+    module = getattr(receiver, "__module__", None) or "?"
+    qualname = getattr(receiver, "__qualname__", None) or repr(receiver)
+    return f"{module}.{qualname}"
+
+
+class _Namespace(Namespace):
+    def signal(self, name: str, doc: str | None = None) -> NamedSignal:
+        if name not in self:
+            self[name] = IsolatedSignal(name, doc)
+        return self[name]
+
+
+namespace = _Namespace()
+
+
+def _signal(name: str, doc: str) -> IsolatedSignal:
+    signal = namespace.signal(name, doc)
+    assert isinstance(signal, IsolatedSignal)
+    return signal
+
+
+notification_received = _signal(
+    "notification_received",
+    """Every valid notification, before it changes any state (duplicates and stale ones included).
+    Sender: the resource kind (``"call"``, ``"participants"``, ``"operation"``, ``"other"``).
+    Keyword arguments: ``notification``.""",
+)
+call_state_changed = _signal(
+    "call_state_changed",
+    """Once per applied transition. Sender: the new state as a string, so ``connect(fn, sender="terminated")``
+    hears one state. Keyword arguments: ``call`` (after the change), ``previous`` (the state before, or None),
+    ``notification``.""",
+)
+participants_updated = _signal(
+    "participants_updated",
+    """A roster that changed the call's participants. Sender: the call id.
+    Keyword arguments: ``call``, ``participants`` (the new roster), ``notification``.""",
+)
+operation_completed = _signal(
+    "operation_completed",
+    """An operation result (completed or failed), once per operation and status. Sender: the operation type
+    (``"playPrompt"``, ``"record"``, ``"inviteParticipants"``...). Keyword arguments: ``call``, ``operation``
+    (id, type, status, completionReason, resultInfo, clientContext), ``notification``.""",
+)
+tone_received = _signal(
+    "tone_received",
+    """A DTMF tone, once per ``sequenceId``. Sender: the tone (``"tone1"``...). Keyword arguments: ``call``,
+    ``tone``, ``sequence_id``, ``notification``.""",
+)
+handler_failed = _signal(
+    "handler_failed",
+    """A receiver raised. The other receivers still ran and the request still succeeded. Sender: the name of
+    the signal whose receiver failed. Keyword arguments: ``handler`` (its name), ``receiver``, ``exception``,
+    ``sender`` (the original sender), ``call``, ``kwargs``.""",
+)
+
+#: Every signal comms-webhook sends, by name.
+SIGNALS: dict[str, IsolatedSignal] = {
+    signal.name: signal
+    for signal in (
+        notification_received,
+        call_state_changed,
+        participants_updated,
+        operation_completed,
+        tone_received,
+        handler_failed,
+    )
+}

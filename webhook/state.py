@@ -1,0 +1,249 @@
+"""The call state machine: what one notification does to one call. Pure: no I/O, no Flask, no clock.
+
+:func:`decide` is the whole brain. The stores run it inside their transaction, so every process and every
+store applies the same rules; the events it returns are sent only after that transaction commits.
+
+Rules, from what Graph really sends (``GRAPH-NOTES.md``):
+
+- ``deleted`` on the call resource ends the call whatever its body says (a rejected call's ``deleted`` has no
+  state). ``terminated`` is final: nothing later reopens it.
+- Calls move forward through phases: ``incoming`` < ``establishing``/``ringing`` < in call (``established``,
+  ``hold``, ``transferring``, ``transferAccepted``, ``redirecting`` and any state Graph adds later) <
+  ``terminating`` < ``terminated``. A notification that would move the call to an earlier phase arrived late: it
+  is recorded as stale and ignored. Inside the in-call phase states move freely (hold and back, a failed transfer
+  back to ``established``), with one exception below.
+- Delivery may duplicate and reorder. A notification that changes nothing is a duplicate. A notification with
+  the call's current state but new fields (``mediaState``, ``chatInfo``...) updates the call without a
+  transition.
+- A transfer that failed comes back as ``established`` carrying a failure ``resultInfo`` (code >= 400). A
+  ``transferring`` that arrives while the call still carries that failure is the late copy of the attempt that
+  already failed, and is stale. (A genuine second attempt right after a failure would lose its
+  ``transferring`` step, not its outcome; reordered delivery cannot tell the two apart.)
+- Tones are deduplicated by ``sequenceId``; rosters are replaced whole, unless they carry
+  ``rosterSequenceNumber`` older than the roster already applied; an operation result is recorded once per
+  status.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .codes import as_int
+from .model import CALL_STATES, JSON, Call, Notification, canonical_enum
+
+Outcome = Literal["applied", "updated", "duplicate", "stale", "ignored"]
+
+_PHASE = {
+    "incoming": 0,
+    "establishing": 1,
+    "ringing": 1,
+    "terminating": 3,
+    "terminated": 4,
+}
+_IN_CALL = 2  # established, hold, transfers, redirecting, and states Graph adds later
+_TERMINAL_OPERATION_STATUSES = {"completed", "failed"}
+_STALE_KEPT = 50  # the most recent stale notifications kept on a call, for diagnosis
+
+
+def phase(state: str | None) -> int:
+    """The phase of a state; None (not known yet) is before every phase."""
+    if state is None:
+        return -1
+    return _PHASE.get(state, _IN_CALL)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A signal to send once the decision is committed: ``signals.<name>.send(sender, **kwargs)``."""
+
+    name: str
+    sender: Any
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The result of :func:`decide`.
+
+    ``call`` is the call to store, or None when nothing is to be written (a notification about a resource we
+    do not track). ``events`` are in the order they should be sent.
+    """
+
+    outcome: Outcome
+    call: Call | None
+    events: tuple[Event, ...] = ()
+    reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome in ("applied", "updated")
+
+
+def decide(current: Call | None, notification: Notification, now: str) -> Decision:
+    """Apply ``notification`` to ``current`` (None for a call never seen) at time ``now`` (an ISO string).
+
+    Never mutates ``current``. Returns the new call and the events the change produces.
+    """
+    if notification.kind == "other":
+        return Decision("ignored", None, reason=f"no state is kept for {notification.resource.path}")
+    call = current.copy() if current is not None else Call(id=notification.call_id, created_at=now)
+    if notification.kind == "call":
+        decision = _decide_call(call, notification, now)
+    elif notification.kind == "participants":
+        decision = _decide_roster(call, notification, now)
+    else:
+        decision = _decide_operation(call, notification, now)
+    return _finish(decision, current, now)
+
+
+def _finish(decision: Decision, current: Call | None, now: str) -> Decision:
+    call = decision.call
+    assert call is not None
+    if current is None and not decision.changed:
+        # A first notification that changes nothing still creates the call, so it can be looked up.
+        decision = Decision("updated", call, decision.events, decision.reason)
+    if decision.changed:
+        call.updated_at = now
+    elif decision.outcome == "duplicate":
+        call.duplicates += 1
+    elif decision.outcome == "stale":
+        call.stale = [*call.stale, {"at": now, "reason": decision.reason}][-_STALE_KEPT:]
+    return decision
+
+
+def _decide_call(call: Call, notification: Notification, now: str) -> Decision:
+    data: JSON = notification.data
+    deleted = notification.change_type == "deleted"
+    sent_state = data.get("state")
+    target = "terminated" if deleted else (canonical_enum(sent_state, CALL_STATES) if sent_state else None)
+    fields = {key: value for key, value in data.items() if key != "toneInfo"}
+    if isinstance(fields.get("state"), str):
+        fields["state"] = canonical_enum(fields["state"], CALL_STATES)
+
+    if call.state == "terminated" and target != "terminated":
+        return Decision("stale", call, reason=f"{target or 'an update'} after the call was terminated")
+    if target is not None and target != call.state and phase(target) < phase(call.state):
+        return Decision("stale", call, reason=f"{target} after {call.state}")
+    if target == "transferring" and call.state == "established" and _failed_transfer(call.data):
+        return Decision("stale", call, reason="transferring after that transfer already failed")
+
+    events: list[Event] = []
+    transitioned = target is not None and target != call.state
+    previous = call.state
+    changed = _merge(call.data, fields)
+    if transitioned:
+        assert target is not None
+        call.state = target
+        call.history.append({"from": previous, "to": target, "changeType": notification.change_type, "at": now})
+    if call.state == "terminated" and (transitioned or changed):
+        call.end = {
+            "resultInfo": call.data.get("resultInfo"),
+            "terminationReason": call.data.get("terminationReason"),
+        }
+    if transitioned:
+        events.append(
+            Event("call_state_changed", call.state, {"call": call, "previous": previous, "notification": notification})
+        )
+    tone = _new_tone(call, data.get("toneInfo"), now)
+    if tone is not None:
+        events.append(
+            Event(
+                "tone_received",
+                tone["tone"],
+                {"call": call, "tone": tone["tone"], "sequence_id": tone["sequenceId"], "notification": notification},
+            )
+        )
+    if transitioned:
+        return Decision("applied", call, tuple(events))
+    if changed or tone is not None:
+        return Decision("updated", call, tuple(events))
+    return Decision("duplicate", call)
+
+
+def _failed_transfer(data: JSON) -> bool:
+    result = data.get("resultInfo")
+    code = as_int(result.get("code")) if isinstance(result, dict) else None
+    return code is not None and code >= 400
+
+
+def _merge(target: JSON, fields: JSON) -> bool:
+    """Merge top-level ``fields`` into ``target``; True when any value changed."""
+    changed = False
+    for key, value in fields.items():
+        if key not in target or target[key] != value:
+            target[key] = value
+            changed = True
+    return changed
+
+
+def _new_tone(call: Call, tone_info: Any, now: str) -> JSON | None:
+    if not isinstance(tone_info, dict) or not tone_info.get("tone"):
+        return None
+    sequence_id = tone_info.get("sequenceId")
+    if sequence_id is not None and any(seen.get("sequenceId") == sequence_id for seen in call.tones):
+        return None
+    tone = {"tone": tone_info["tone"], "sequenceId": sequence_id, "at": now}
+    call.tones.append(tone)
+    return tone
+
+
+def _decide_roster(call: Call, notification: Notification, now: str) -> Decision:
+    if call.state == "terminated":
+        return Decision("stale", call, reason="roster after the call was terminated")
+    roster: list[JSON] = notification.data
+    numbers = [as_int(p.get("rosterSequenceNumber")) for p in roster]
+    version = max((n for n in numbers if n is not None), default=None)
+    if version is not None and call.roster_version is not None and version < call.roster_version:
+        return Decision("stale", call, reason=f"roster {version} older than roster {call.roster_version}")
+    if roster == call.participants and version == call.roster_version:
+        return Decision("duplicate", call)
+    call.participants = roster
+    if version is not None:
+        call.roster_version = version
+    event = Event("participants_updated", call.id, {"call": call, "participants": roster, "notification": notification})
+    return Decision("updated", call, (event,))
+
+
+def operation_type(data: JSON) -> str:
+    """``#microsoft.graph.playPromptOperation`` -> ``playPrompt``; ``unknown`` when the type says nothing."""
+    odata_type = data.get("@odata.type")
+    if not isinstance(odata_type, str):
+        return "unknown"
+    name = odata_type.rsplit(".", 1)[-1].lstrip("#")
+    if name.endswith("Operation"):
+        name = name[: -len("Operation")]
+    return name if name and name != "comms" else "unknown"
+
+
+def _decide_operation(call: Call, notification: Notification, now: str) -> Decision:
+    data: JSON = notification.data
+    op_id = notification.resource.sub_id or data.get("id") or "unknown"
+    status = data.get("status")
+    if notification.change_type == "deleted" and not status:
+        status = "completed"
+    record = {
+        "id": op_id,
+        "type": operation_type(data),
+        "status": status,
+        "completionReason": data.get("completionReason"),
+        "resultInfo": data.get("resultInfo"),
+        "clientContext": data.get("clientContext"),
+    }
+    known = call.operations.get(op_id)
+    if known is not None:
+        if all(known.get(key) == value for key, value in record.items()):
+            return Decision("duplicate", call)
+        if known.get("status") in _TERMINAL_OPERATION_STATUSES and status not in _TERMINAL_OPERATION_STATUSES:
+            return Decision("stale", call, reason=f"operation {op_id} {status} after {known.get('status')}")
+    call.operations[op_id] = {**record, "at": now}
+    events: tuple[Event, ...] = ()
+    if status in _TERMINAL_OPERATION_STATUSES:
+        events = (
+            Event(
+                "operation_completed",
+                record["type"],
+                {"call": call, "operation": call.operations[op_id], "notification": notification},
+            ),
+        )
+    return Decision("updated", call, events)
