@@ -41,7 +41,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     settings = load_settings(config, app=app)
     for name in unknown_environment_names():
         logger.warning("%s is set but is not a comms-webhook setting (a typo?); it is ignored", name)
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte of slack lets the view tell a body of exactly the limit from a longer stream (see http.py).
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     if settings.auth == "disabled":
         logger.warning(
             "WEBHOOK_AUTH=disabled: callbacks are NOT authenticated. Anyone who can reach this URL can inject "

@@ -49,21 +49,30 @@ def webhook_state() -> WebhookState:
 def receive_notifications() -> tuple[str, int]:
     """Graph's callback: 202 with an empty body once every notification is stored and signalled."""
     state = webhook_state()
+    limit = state.settings.max_body_bytes
     claims = _authenticate(state.settings)
-    if request.content_length is not None and request.content_length > state.settings.max_body_bytes:
-        raise PayloadTooLarge(
-            f"The body is {request.content_length} bytes; the limit is {state.settings.max_body_bytes} "
-            "(WEBHOOK_MAX_BODY_BYTES).",
-            details={"limit": state.settings.max_body_bytes},
-        )
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit, request.content_length)
     if request.mimetype != "application/json":
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.mimetype or 'missing'}.",
             details={"contentType": request.content_type},
         )
-    body = decode_body(request.get_data(cache=False))
+    # A chunked body has no Content-Length: Werkzeug stops reading at MAX_CONTENT_LENGTH (limit + 1, set by
+    # create_app) without complaint, so one byte over the limit is how an oversized stream shows itself.
+    raw = request.get_data(cache=False)
+    if len(raw) > limit:
+        raise _too_large(limit)
+    body = decode_body(raw)
     state.receiver.receive(body, claims)
     return "", 202
+
+
+def _too_large(limit: int, size: int | None = None) -> PayloadTooLarge:
+    size_text = f"is {size} bytes" if size is not None else "exceeds the limit"
+    return PayloadTooLarge(
+        f"The body {size_text}; the limit is {limit} bytes (WEBHOOK_MAX_BODY_BYTES).", details={"limit": limit}
+    )
 
 
 def _authenticate(settings: Settings) -> Claims:
@@ -133,7 +142,7 @@ def _handle_http_exception(exc: HTTPException) -> Response:
     code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
     message = exc.description or exc.name or "error"
     if status == 413:
-        message = f"The body exceeds the limit of {current_app.config.get('MAX_CONTENT_LENGTH')} bytes."
+        message = "The body exceeds the size limit (WEBHOOK_MAX_BODY_BYTES)."
         code = PayloadTooLarge.code
     response = _error_response(status, code, message)
     allowed = dict(exc.get_headers()).get("Allow")

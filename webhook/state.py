@@ -7,18 +7,18 @@ Rules, from what Graph really sends (``GRAPH-NOTES.md``):
 
 - ``deleted`` on the call resource ends the call whatever its body says (a rejected call's ``deleted`` has no
   state). ``terminated`` is final: nothing later reopens it.
-- Calls move forward through phases: ``incoming`` < ``establishing``/``ringing`` < in call (``established``,
-  ``hold``, ``transferring``, ``transferAccepted``, ``redirecting`` and any state Graph adds later) <
-  ``terminating`` < ``terminated``. A notification that would move the call to an earlier phase arrived late: it
-  is recorded as stale and ignored. Inside the in-call phase states move freely (hold and back, a failed transfer
-  back to ``established``), with one exception below.
+- Calls move forward: ``incoming`` < ``establishing``/``ringing`` < in call (``established``, ``hold``,
+  ``redirecting`` and any state Graph adds later) < ``transferring`` < ``transferAccepted`` < ``terminating`` <
+  ``terminated``. A notification that would move the call backwards arrived late: it is recorded as stale and
+  ignored. In-call states move freely among themselves (hold and back).
+- The one documented way back is a failed transfer: ``transferring`` -> ``established`` with a failure
+  ``resultInfo`` (code >= 400). A plain ``established`` after ``transferring`` is a late copy of the one before
+  the transfer. A ``transferring`` that arrives while the call still carries the failure is the late copy of
+  the attempt that already failed, and is stale too. (A genuine second attempt right after a failure would lose
+  its ``transferring`` step, not its outcome: reordered delivery cannot tell the two apart.)
 - Delivery may duplicate and reorder. A notification that changes nothing is a duplicate. A notification with
   the call's current state but new fields (``mediaState``, ``chatInfo``...) updates the call without a
   transition.
-- A transfer that failed comes back as ``established`` carrying a failure ``resultInfo`` (code >= 400). A
-  ``transferring`` that arrives while the call still carries that failure is the late copy of the attempt that
-  already failed, and is stale. (A genuine second attempt right after a failure would lose its
-  ``transferring`` step, not its outcome; reordered delivery cannot tell the two apart.)
 - Tones are deduplicated by ``sequenceId``; rosters are replaced whole, unless they carry
   ``rosterSequenceNumber`` older than the roster already applied; an operation result is recorded once per
   status.
@@ -34,23 +34,33 @@ from .model import CALL_STATES, JSON, Call, Notification, canonical_enum
 
 Outcome = Literal["applied", "updated", "duplicate", "stale", "ignored"]
 
-_PHASE = {
+_RANK = {
     "incoming": 0,
     "establishing": 1,
     "ringing": 1,
-    "terminating": 3,
-    "terminated": 4,
+    "transferring": 3,
+    "transferAccepted": 4,
+    "terminating": 5,
+    "terminated": 6,
 }
-_IN_CALL = 2  # established, hold, transfers, redirecting, and states Graph adds later
+_IN_CALL = 2  # established, hold, redirecting, and states Graph adds later
 _TERMINAL_OPERATION_STATUSES = {"completed", "failed"}
 _STALE_KEPT = 50  # the most recent stale notifications kept on a call, for diagnosis
 
 
-def phase(state: str | None) -> int:
-    """The phase of a state; None (not known yet) is before every phase."""
+def rank(state: str | None) -> int:
+    """How far along its life a call in ``state`` is; None (not known yet) comes before everything."""
     if state is None:
         return -1
-    return _PHASE.get(state, _IN_CALL)
+    return _RANK.get(state, _IN_CALL)
+
+
+def is_backwards(current: str | None, target: str, data: JSON) -> bool:
+    """True when moving from ``current`` to ``target`` (with this resourceData) would go back in time."""
+    if rank(target) >= rank(current):
+        return False
+    # A failed transfer returns to the call, saying so in resultInfo; nothing else comes back from a transfer.
+    return not (current == "transferring" and rank(target) == _IN_CALL and _failed_transfer(data))
 
 
 @dataclass(frozen=True)
@@ -123,9 +133,9 @@ def _decide_call(call: Call, notification: Notification, now: str) -> Decision:
 
     if call.state == "terminated" and target != "terminated":
         return Decision("stale", call, reason=f"{target or 'an update'} after the call was terminated")
-    if target is not None and target != call.state and phase(target) < phase(call.state):
+    if target is not None and target != call.state and is_backwards(call.state, target, data):
         return Decision("stale", call, reason=f"{target} after {call.state}")
-    if target == "transferring" and call.state == "established" and _failed_transfer(call.data):
+    if target == "transferring" and rank(call.state) == _IN_CALL and _failed_transfer(call.data):
         return Decision("stale", call, reason="transferring after that transfer already failed")
 
     events: list[Event] = []
@@ -137,10 +147,10 @@ def _decide_call(call: Call, notification: Notification, now: str) -> Decision:
         call.state = target
         call.history.append({"from": previous, "to": target, "changeType": notification.change_type, "at": now})
     if call.state == "terminated" and (transitioned or changed):
-        call.end = {
-            "resultInfo": call.data.get("resultInfo"),
-            "terminationReason": call.data.get("terminationReason"),
-        }
+        # Why the call ended is told by the notifications that ended it, not by an earlier failed transfer.
+        end = {} if transitioned or call.end is None else dict(call.end)
+        end.update({key: data[key] for key in ("resultInfo", "terminationReason") if key in data})
+        call.end = end
     if transitioned:
         events.append(
             Event("call_state_changed", call.state, {"call": call, "previous": previous, "notification": notification})

@@ -1,0 +1,112 @@
+from __future__ import annotations
+
+import os
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from webhook import create_app
+from webhook.signals import SIGNALS
+
+ADMIN_TOKEN = "admin-secret-for-tests"
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No WEBHOOK_* variable of the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("WEBHOOK_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def reset_signal_receivers() -> Iterator[None]:
+    """Signals are process-global: disconnect whatever a test connected."""
+    before = {name: set(signal.receivers) for name, signal in SIGNALS.items()}
+    yield
+    for name, signal in SIGNALS.items():
+        for receiver_id in set(signal.receivers) - before[name]:
+            held = signal.receivers.get(receiver_id)
+            receiver = held() if isinstance(held, weakref.ref) else held
+            if receiver is not None:
+                signal.disconnect(receiver)
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "calls.sqlite3"
+
+
+@pytest.fixture
+def store_url(store_path: Path) -> str:
+    return f"sqlite:///{store_path}"
+
+
+@pytest.fixture
+def app(store_url: str) -> Flask:
+    return create_app({"AUTH": "disabled", "STORE_URL": store_url, "ADMIN_TOKEN": ADMIN_TOKEN})
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def admin() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@dataclass
+class Recorder:
+    """Every signal sent while connected, as (signal name, sender, keyword arguments)."""
+
+    sent: list[tuple[str, Any, dict[str, Any]]] = field(default_factory=list)
+
+    def names(self, signal: str | None = None) -> list[Any]:
+        return [(name, sender) if signal is None else sender for name, sender, _ in self.sent if signal in (None, name)]
+
+    def count(self, signal: str, sender: Any = None) -> int:
+        return sum(1 for name, s, _ in self.sent if name == signal and (sender is None or s == sender))
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    recorder = Recorder()
+    for name, signal in SIGNALS.items():
+
+        def receive(sender: Any, _name: str = name, **kwargs: Any) -> None:
+            recorder.sent.append((_name, sender, kwargs))
+
+        signal.connect(receive)  # a closure: only a strong reference keeps it
+    return recorder
+
+
+def post(client: FlaskClient, body: Any, **kwargs: Any) -> Any:
+    return client.post("/api/calls", json=body, **kwargs)
+
+
+@pytest.fixture
+def poster(client: FlaskClient):  # type: ignore[no-untyped-def]
+    def send(body: Any) -> Any:
+        response = post(client, body)
+        assert response.status_code == 202, response.get_data(as_text=True)
+        return response
+
+    return send
+
+
+@pytest.fixture
+def read_call(client: FlaskClient, admin: dict[str, str]):  # type: ignore[no-untyped-def]
+    def read(call_id: str) -> dict[str, Any]:
+        response = client.get(f"/api/calls/{call_id}", headers=admin)
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()  # type: ignore[no-any-return]
+
+    return read
