@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -47,3 +54,63 @@ def history_states(call: dict[str, Any] | Call) -> list[str]:
 def is_subsequence(items: list[str], of: list[str] | tuple[str, ...]) -> bool:
     remaining = iter(of)
     return all(any(item == candidate for candidate in remaining) for item in items)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Gunicorn:
+    """A real gunicorn master serving ``app`` on 127.0.0.1, started and stopped by the test."""
+
+    def __init__(self, app: str, *, workers: int, env: dict[str, str], log: Path, threads: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+            "--chdir",
+            str(ROOT),
+            app,
+        ]
+        self._log_file = log.open("wb")
+        self.process = subprocess.Popen(
+            command, env={**os.environ, **env}, stdout=self._log_file, stderr=subprocess.STDOUT
+        )
+
+    def wait_ready(self, path: str, headers: dict[str, str], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.log.read_text()}")
+            try:
+                request = urllib.request.Request(self.url + path, headers=headers)
+                with urllib.request.urlopen(request, timeout=2):
+                    return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.1)
+        raise RuntimeError(f"gunicorn did not answer in {timeout}s: {self.log.read_text()}")
+
+    def get_json(self, path: str, headers: dict[str, str]) -> Any:
+        request = urllib.request.Request(self.url + path, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log_file.close()

@@ -7,8 +7,12 @@ deliver realistic calls, duplicated and shuffled at will.
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Callable
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,3 +165,41 @@ def delivery(scenarios: list[Scenario], *, copies: int = 2, seed: int = 0) -> li
     bodies = [body for scenario in scenarios for body in scenario.bodies for _ in range(copies)]
     random.Random(seed).shuffle(bodies)
     return bodies
+
+
+def send_all(
+    url: str, bodies: Sequence[JSON], *, concurrency: int = 16, headers: dict[str, str] | None = None
+) -> list[int]:
+    """POST every body to ``url`` from ``concurrency`` threads; return the status of each, in body order.
+
+    A connection error counts as status 0. The threads take bodies from one shared queue, so delivery order
+    across threads is the order given, interleaved as the server answers.
+    """
+    statuses = [0] * len(bodies)
+    next_index = iter(range(len(bodies)))
+    lock = threading.Lock()
+    sent_headers = {"Content-Type": "application/json", **(headers or {})}
+
+    def worker() -> None:
+        while True:
+            with lock:
+                index = next(next_index, None)
+            if index is None:
+                return
+            request = urllib.request.Request(
+                url, data=json.dumps(bodies[index]).encode(), headers=sent_headers, method="POST"
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    statuses[index] = response.status
+            except urllib.error.HTTPError as exc:
+                statuses[index] = exc.code
+            except OSError:
+                statuses[index] = 0
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
