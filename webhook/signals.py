@@ -67,7 +67,7 @@ class IsolatedSignal(NamedSignal):
         if self is handler_failed:
             return
         handler_failed.send(
-            self.name, handler=name, receiver=receiver, exception=exc, sender=sender, call=call, kwargs=kwargs
+            self.name, handler=name, receiver=receiver, exception=exc, original_sender=sender, call=call, kwargs=kwargs
         )
 
 
@@ -126,7 +126,7 @@ handler_failed = _signal(
     "handler_failed",
     """A receiver raised. The other receivers still ran and the request still succeeded. Sender: the name of
     the signal whose receiver failed. Keyword arguments: ``handler`` (its name), ``receiver``, ``exception``,
-    ``sender`` (the original sender), ``call``, ``kwargs``.""",
+    ``original_sender``, ``call``, ``kwargs``.""",
 )
 
 #: Every signal comms-webhook sends, by name.

@@ -1,0 +1,71 @@
+"""create_app and its settings."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from webhook import ConfigError, create_app
+from webhook.app import load_settings
+from webhook.http import EXTENSION
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "accepted"),
+    [
+        ("AUTH", "maybe", "jwt, disabled"),
+        ("MAX_BODY_BYTES", "lots", "positive whole number"),
+        ("MAX_BODY_BYTES", "0", "positive whole number"),
+        ("MAX_BODY_BYTES", "-5", "positive whole number"),
+        ("STORE_TIMEOUT_SECONDS", "0", "positive number of seconds"),
+        ("STORE_URL", "calls.db", "sqlite:///PATH"),
+        ("STORE_URL", "postgres://localhost/x", "unsupported store"),
+        ("STORE_URL", "sqlite:///:memory:", "file path"),
+    ],
+)
+def test_a_wrong_environment_value_stops_start_up_naming_the_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str, accepted: str
+) -> None:
+    monkeypatch.setenv("WEBHOOK_STORE_URL", f"sqlite:///{tmp_path}/calls.sqlite3")
+    monkeypatch.setenv(f"WEBHOOK_{name}", value)
+    with pytest.raises(ConfigError) as info:
+        create_app()
+    assert f"WEBHOOK_{name}" in info.value.message
+    assert accepted in info.value.message
+
+
+def test_environment_then_mapping(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("WEBHOOK_STORE_URL", f"sqlite:///{tmp_path}/env.sqlite3")
+    monkeypatch.setenv("WEBHOOK_MAX_BODY_BYTES", "2048")
+    app = create_app({"AUTH": "disabled", "MAX_BODY_BYTES": 4096})
+    settings = app.extensions[EXTENSION].settings
+    assert settings.store_url == f"sqlite:///{tmp_path}/env.sqlite3"
+    assert settings.max_body_bytes == 4096
+    assert (tmp_path / "env.sqlite3").exists()
+
+
+def test_defaults_auth_jwt_and_sqlite_in_the_instance_folder() -> None:
+    app = Flask("webhook", instance_relative_config=True)
+    settings = load_settings(app=app)
+    assert settings.auth == "jwt"
+    assert settings.store_url == f"sqlite:///{Path(app.instance_path) / 'comms-webhook.sqlite3'}"
+    assert settings.max_body_bytes == 1024 * 1024
+
+
+def test_disabled_auth_is_loud_and_a_typo_is_pointed_out(
+    monkeypatch: pytest.MonkeyPatch, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("WEBHOOK_STOR_URL", "x")
+    with caplog.at_level(logging.WARNING, logger="webhook"):
+        create_app({"AUTH": "disabled", "STORE_URL": store_url})
+    assert "NOT authenticated" in caplog.text
+    assert "WEBHOOK_STOR_URL" in caplog.text
+
+
+def test_secrets_are_masked(store_url: str) -> None:
+    settings = create_app({"STORE_URL": store_url, "ADMIN_TOKEN": "s3cret"}).extensions[EXTENSION].settings
+    assert settings.masked()["ADMIN_TOKEN"] == "***"
+    assert "s3cret" not in repr(settings.masked())
