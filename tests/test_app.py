@@ -24,12 +24,16 @@ from webhook.http import EXTENSION
         ("STORE_URL", "calls.db", "sqlite:///PATH"),
         ("STORE_URL", "postgres://localhost/x", "unsupported store"),
         ("STORE_URL", "sqlite:///:memory:", "file path"),
+        ("AUTH_LEEWAY_SECONDS", "-1", "0 or more"),
+        ("OPENID_CONFIG_URL", "ftp://keys", "http(s) URL"),
+        ("JWKS_REFRESH_SECONDS", "never", "positive number of seconds"),
     ],
 )
 def test_a_wrong_environment_value_stops_start_up_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, value: str, accepted: str
 ) -> None:
     monkeypatch.setenv("WEBHOOK_STORE_URL", f"sqlite:///{tmp_path}/calls.sqlite3")
+    monkeypatch.setenv("WEBHOOK_AUTH", "disabled")
     monkeypatch.setenv(f"WEBHOOK_{name}", value)
     with pytest.raises(ConfigError) as info:
         create_app()
@@ -66,6 +70,6 @@ def test_disabled_auth_is_loud_and_a_typo_is_pointed_out(
 
 
 def test_secrets_are_masked(store_url: str) -> None:
-    settings = create_app({"STORE_URL": store_url, "ADMIN_TOKEN": "s3cret"}).extensions[EXTENSION].settings
+    settings = create_app({"STORE_URL": store_url, "ADMIN_TOKEN": "s3cret", "APP_ID": "bot"}).extensions[EXTENSION].settings
     assert settings.masked()["ADMIN_TOKEN"] == "***"
     assert "s3cret" not in repr(settings.masked())

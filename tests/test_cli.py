@@ -16,6 +16,7 @@ import pytest
 
 from webhook.builders import call_ended, envelope, incoming_call, new_id
 from webhook.cli import main
+from webhook.testing import LocalGraphKeys
 
 from .support import free_port
 
@@ -89,3 +90,16 @@ def test_serve_starts_gunicorn_on_sqlite(tmp_path: Path) -> None:
         output = process.communicate(timeout=30)[0].decode()
     assert "NOT authenticated" in output
     assert "Booting worker" in output
+
+
+def test_check_auth_prints_the_keys_or_what_went_wrong(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with LocalGraphKeys() as keys:
+        monkeypatch.setenv("WEBHOOK_OPENID_CONFIG_URL", keys.config_url)
+        assert main(["check-auth"]) == 0
+        out = capsys.readouterr().out
+        assert f"kid={keys.kid}" in out
+        assert "https://api.botframework.com" in out
+    assert main(["check-auth"]) == 1
+    assert "cannot fetch the signing keys" in capsys.readouterr().err

@@ -9,6 +9,8 @@ from typing import Any
 from flask import Flask
 
 from . import http
+from .auth import Verifier
+from .keys import KeyCache
 from .receiver import Receiver
 from .settings import PREFIX, Settings, unknown_environment_names
 from .store import open_store
@@ -29,6 +31,25 @@ def load_settings(config: Mapping[str, Any] | None = None, *, app: Flask | None 
     return Settings.from_mapping(app.config, instance_path=app.instance_path)
 
 
+def build_verifier(settings: Settings) -> Verifier | None:
+    """The token verifier the settings describe; None when auth is disabled. Keys are fetched on first use."""
+    if settings.auth != "jwt":
+        return None
+    keys = KeyCache(
+        settings.openid_config_url,
+        refresh_seconds=settings.jwks_refresh_seconds,
+        min_refetch_seconds=settings.jwks_min_refetch_seconds,
+        timeout=settings.key_fetch_timeout_seconds,
+    )
+    return Verifier(
+        settings.app_id,
+        keys,
+        issuers=settings.issuers,
+        allowed_tenants=settings.allowed_tenants,
+        leeway_seconds=settings.auth_leeway_seconds,
+    )
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the receiver app.
 
@@ -39,6 +60,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """
     app = Flask("webhook", instance_relative_config=True)
     settings = load_settings(config, app=app)
+    settings.check_auth()
     for name in unknown_environment_names():
         logger.warning("%s is set but is not a comms-webhook setting (a typo?); it is ignored", name)
     # One byte of slack lets the view tell a body of exactly the limit from a longer stream (see http.py).
@@ -49,7 +71,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "call notifications. Use this for local trials only, never in production."
         )
     store = open_store(settings.store_url, timeout=settings.store_timeout_seconds)
-    app.extensions[http.EXTENSION] = http.WebhookState(settings=settings, store=store, receiver=Receiver(store))
+    app.extensions[http.EXTENSION] = http.WebhookState(
+        settings=settings, store=store, receiver=Receiver(store), verifier=build_verifier(settings)
+    )
     app.register_blueprint(http.bp)
     http.register_error_handlers(app)
     return app

@@ -7,13 +7,17 @@ receiver, so ``comms-webhook calls`` reads the store ``comms-webhook serve`` wri
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
 from collections.abc import Sequence
 
+from cryptography import x509
+
 from .app import load_settings
 from .errors import WebhookError
+from .keys import fetch_keys
 from .model import CALL_STATES, canonical_enum
 from .resources import canonical_id
 from .store import open_store
@@ -24,6 +28,7 @@ APP_FACTORY = "webhook:create_app()"
 def _serve(args: argparse.Namespace) -> int:
     # Validate settings and open the store once here, so a mistake is one clear message, not one per worker.
     settings = load_settings()
+    settings.check_auth()
     open_store(settings.store_url, timeout=settings.store_timeout_seconds).close()
     argv = [
         sys.executable,
@@ -73,6 +78,35 @@ def _call(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_auth(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    print(f"OpenID configuration: {settings.openid_config_url}")
+    try:
+        snapshot = fetch_keys(settings.openid_config_url, timeout=settings.key_fetch_timeout_seconds)
+    except (OSError, ValueError) as exc:
+        print(f"FAILED: cannot fetch the signing keys: {exc}", file=sys.stderr)
+        return 1
+    print(f"issuer in the configuration: {snapshot.issuer or '(none)'}")
+    print(f"JWKS: {snapshot.jwks_uri}")
+    print(f"{len(snapshot.keys)} RSA signing key(s):")
+    for entry in snapshot.raw_keys:
+        print(f"  kid={entry['kid']}  {_certificate_expiry(entry)}")
+    print(f"accepted issuers: {', '.join(settings.issuers)}")
+    print(f"audience (WEBHOOK_APP_ID): {settings.app_id or '(not set: required with WEBHOOK_AUTH=jwt)'}")
+    return 0
+
+
+def _certificate_expiry(jwk: dict[str, object]) -> str:
+    chain = jwk.get("x5c")
+    if not isinstance(chain, list) or not chain:
+        return "no certificate (x5c) published"
+    try:
+        certificate = x509.load_der_x509_certificate(base64.b64decode(str(chain[0])))
+    except ValueError as exc:
+        return f"unreadable certificate: {exc}"
+    return f"certificate expires {certificate.not_valid_after_utc.isoformat()}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="comms-webhook",
@@ -90,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--limit", type=int, default=50, help="at most this many (default %(default)s)")
     calls.add_argument("--json", action="store_true", help="print the calls as JSON")
     calls.set_defaults(func=_calls)
+
+    check_auth = commands.add_parser("check-auth", help="fetch Graph's signing keys and print what was found")
+    check_auth.set_defaults(func=_check_auth)
 
     call = commands.add_parser("call", help="print one call: state, history, participants, operations")
     call.add_argument("call_id", metavar="ID")

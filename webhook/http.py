@@ -16,6 +16,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .auth import Verifier
 from .errors import AuthError, Forbidden, NotFound, PayloadTooLarge, RequestError, UnsupportedMediaType, WebhookError
 from .model import CALL_STATES, Claims, canonical_enum
 from .receiver import Receiver, decode_body
@@ -38,6 +39,7 @@ class WebhookState:
     settings: Settings
     store: CallStore
     receiver: Receiver
+    verifier: Verifier | None
 
 
 def webhook_state() -> WebhookState:
@@ -50,7 +52,7 @@ def receive_notifications() -> tuple[str, int]:
     """Graph's callback: 202 with an empty body once every notification is stored and signalled."""
     state = webhook_state()
     limit = state.settings.max_body_bytes
-    claims = _authenticate(state.settings)
+    claims = _authenticate(state)
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit, request.content_length)
     if request.mimetype != "application/json":
@@ -75,15 +77,10 @@ def _too_large(limit: int, size: int | None = None) -> PayloadTooLarge:
     )
 
 
-def _authenticate(settings: Settings) -> Claims:
-    if settings.auth == "disabled":
+def _authenticate(state: WebhookState) -> Claims:
+    if state.verifier is None:  # WEBHOOK_AUTH=disabled, warned about at start-up
         return Claims()
-    # Until Graph's JWT verification lands, "jwt" lets nothing in: failing closed beats trusting anyone.
-    raise AuthError(
-        "This receiver cannot verify Graph's token yet, so it accepts no callback in WEBHOOK_AUTH=jwt mode. "
-        "For a local trial only, start it with WEBHOOK_AUTH=disabled.",
-        code="invalid_token",
-    )
+    return state.verifier.verify(request.headers.get("Authorization"))
 
 
 def _require_admin(settings: Settings) -> None:
@@ -128,7 +125,10 @@ def _error_response(status: int, code: str, message: str, details: dict[str, Any
 def _handle_webhook_error(exc: WebhookError) -> Response:
     response = _error_response(exc.status, exc.code, exc.message, exc.details)
     if isinstance(exc, AuthError):
-        response.headers["WWW-Authenticate"] = f'Bearer error="{exc.code}"'
+        # RFC 6750: error="invalid_token" for a token that fails verification, a bare challenge otherwise.
+        response.headers["WWW-Authenticate"] = (
+            'Bearer error="invalid_token"' if exc.code == "invalid_token" else "Bearer"
+        )
     retry_after = getattr(exc, "retry_after", None)
     if exc.status == 503 and retry_after:
         response.headers["Retry-After"] = str(retry_after)

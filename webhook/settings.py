@@ -45,6 +45,29 @@ def _positive_float(name: str, value: Any) -> float:
     return number
 
 
+def _non_negative_float(name: str, value: Any) -> float:
+    try:
+        number = float(value)
+        if isinstance(value, bool) or not number >= 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{PREFIX}{name} must be a number of seconds, 0 or more, got {value!r}") from None
+    return number
+
+
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    """A comma-separated list (environment) or a list of strings (mapping)."""
+    items = value if isinstance(value, (list, tuple)) else _text(name, value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _http_url(name: str, value: Any) -> str:
+    text = _text(name, value)
+    if not text.startswith(("https://", "http://")):
+        raise ConfigError(f"{PREFIX}{name} must be an http(s) URL, got {value!r}")
+    return text
+
+
 def _choice(*choices: str) -> Callable[[str, Any], str]:
     def parse(name: str, value: Any) -> str:
         text = _text(name, value).lower()
@@ -86,6 +109,29 @@ SETTINGS: tuple[Setting, ...] = (
         "jwt",
         "jwt: only callbacks carrying Graph's signed token get in. disabled: anyone may post (local trials).",
     ),
+    Setting("APP_ID", _text, "", "The bot's Microsoft App ID: the audience of Graph's tokens. Required with AUTH=jwt."),
+    Setting(
+        "ISSUERS",
+        _names,
+        ("https://graph.microsoft.com", "https://api.botframework.com"),
+        "Accepted token issuers, comma-separated.",
+    ),
+    Setting("ALLOWED_TENANTS", _names, (), "If set, only tokens of these tenant ids (comma-separated) get in."),
+    Setting("AUTH_LEEWAY_SECONDS", _non_negative_float, 300.0, "Clock skew allowed on exp and nbf."),
+    Setting(
+        "OPENID_CONFIG_URL",
+        _http_url,
+        "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration",
+        "Where Graph's OpenID configuration (and through it the signing keys) is published.",
+    ),
+    Setting("JWKS_REFRESH_SECONDS", _positive_float, 7200.0, "How often the signing keys are refetched."),
+    Setting(
+        "JWKS_MIN_REFETCH_SECONDS",
+        _positive_float,
+        60.0,
+        "At most one refetch per this many seconds for unknown key ids or after a failed refresh.",
+    ),
+    Setting("KEY_FETCH_TIMEOUT_SECONDS", _positive_float, 5.0, "Timeout of each request to the key server."),
     Setting("ADMIN_TOKEN", _text, "", "Bearer token of the read API; without it the read API answers 403.", True),
     Setting("MAX_BODY_BYTES", _positive_int, 1024 * 1024, "Largest accepted body, in bytes (413 above)."),
     Setting(
@@ -104,6 +150,14 @@ class Settings:
 
     store_url: str
     auth: str
+    app_id: str
+    issuers: tuple[str, ...]
+    allowed_tenants: tuple[str, ...]
+    auth_leeway_seconds: float
+    openid_config_url: str
+    jwks_refresh_seconds: float
+    jwks_min_refetch_seconds: float
+    key_fetch_timeout_seconds: float
     admin_token: str
     max_body_bytes: int
     store_timeout_seconds: float
@@ -118,6 +172,16 @@ class Settings:
         if parsed["store_url"] is None:
             parsed["store_url"] = f"sqlite:///{Path(instance_path) / DEFAULT_DATABASE}"
         return cls(**parsed)
+
+    def check_auth(self) -> None:
+        """Raise :class:`ConfigError` when the receiver cannot verify tokens as configured."""
+        if self.auth == "jwt" and not self.app_id:
+            raise ConfigError(
+                f"{PREFIX}APP_ID is required with {PREFIX}AUTH=jwt: set it to your bot's Microsoft App ID "
+                f"(the audience of Graph's tokens), or set {PREFIX}AUTH=disabled for a local trial"
+            )
+        if self.auth == "jwt" and not self.issuers:
+            raise ConfigError(f"{PREFIX}ISSUERS is empty: no token could ever be accepted")
 
     def masked(self) -> dict[str, Any]:
         """The settings by name, secrets masked: for logs and ``check-config``."""
