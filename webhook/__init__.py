@@ -17,10 +17,14 @@ from .errors import (
 from .model import Call, Claims, Notification
 from .receiver import Receiver
 from .signals import (
+    call_media_active,
     call_state_changed,
+    call_updated,
     handler_failed,
     notification_received,
     operation_completed,
+    participants_joined,
+    participants_left,
     participants_updated,
     tone_received,
 )
@@ -40,12 +44,16 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "WebhookError",
+    "call_media_active",
     "call_state_changed",
+    "call_updated",
     "create_app",
     "handler_failed",
     "notification_received",
     "open_store",
     "operation_completed",
+    "participants_joined",
+    "participants_left",
     "participants_updated",
     "tone_received",
 ]

@@ -89,6 +89,7 @@ class Call:
     ``data`` is the call's ``resourceData`` merged field by field over every notification applied (the latest
     value of each top-level field wins; ``toneInfo`` is an event, kept in ``tones`` instead).
     ``end`` is the ``resultInfo`` and ``terminationReason`` of the notification that ended the call.
+    ``media_active_at`` is when the call was first ``established`` with ``mediaState.audio`` ``active``.
     """
 
     id: str
@@ -102,6 +103,7 @@ class Call:
     stale: list[JSON] = field(default_factory=list)
     duplicates: int = 0
     end: JSON | None = None
+    media_active_at: str | None = None
     created_at: str = ""
     updated_at: str = ""
 
@@ -152,6 +154,7 @@ class Call:
             "stale": self.stale,
             "duplicates": self.duplicates,
             "end": self.end,
+            "mediaActiveAt": self.media_active_at,
             "data": self.data,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
@@ -171,6 +174,7 @@ class Call:
             stale=list(doc.get("stale") or []),
             duplicates=int(doc.get("duplicates") or 0),
             end=doc.get("end"),
+            media_active_at=doc.get("mediaActiveAt"),
             created_at=doc.get("createdAt") or "",
             updated_at=doc.get("updatedAt") or "",
         )

@@ -104,18 +104,43 @@ call_state_changed = _signal(
     "call_state_changed",
     """Once per applied transition. Sender: the new state as a string, so ``connect(fn, sender="terminated")``
     hears one state. Keyword arguments: ``call`` (after the change), ``previous`` (the state before, or None),
-    ``notification``.""",
+    ``notification``; for ``terminated`` also ``end_reason`` (Graph's end code in plain words).""",
+)
+call_updated = _signal(
+    "call_updated",
+    """A notification that changed the call's record without changing its state (``mediaState``,
+    ``chatInfo``, ``meetingInfo``, fields no schema lists). Sender: the call id. Keyword arguments: ``call``,
+    ``changes`` (``{field: {"old": ..., "new": ...}}`` for each top-level field that changed),
+    ``notification``. A pure duplicate fires nothing.""",
+)
+call_media_active = _signal(
+    "call_media_active",
+    """Once per call, the first time it is ``established`` with ``mediaState.audio`` ``active``: the moment a
+    bot can start playing prompts. Sender: the call id. Keyword arguments: ``call``, ``notification``.""",
 )
 participants_updated = _signal(
     "participants_updated",
     """A roster that changed the call's participants. Sender: the call id.
     Keyword arguments: ``call``, ``participants`` (the new roster), ``notification``.""",
 )
+participants_joined = _signal(
+    "participants_joined",
+    """Participants present in this roster and not in the previous one. Sender: the call id. Keyword arguments:
+    ``call``, ``participants`` (each marked ``"isBot": true`` when its identity is an application),
+    ``notification``.""",
+)
+participants_left = _signal(
+    "participants_left",
+    """Participants gone from this roster, or listed with ``removedState``. Sender: the call id. Keyword
+    arguments: ``call``, ``participants`` (marked ``isBot`` likewise), ``notification``.""",
+)
 operation_completed = _signal(
     "operation_completed",
     """An operation result (completed or failed), once per operation and status. Sender: the operation type
     (``"playPrompt"``, ``"record"``, ``"inviteParticipants"``...). Keyword arguments: ``call``, ``operation``
-    (id, type, status, completionReason, resultInfo, clientContext), ``notification``.""",
+    (id, type, status, completionReason, resultInfo, clientContext), ``status``, ``completion_reason``,
+    ``result_info``, ``client_context``, ``succeeded`` (the truth: sendDtmfTones says ``completed`` when it was
+    cancelled), ``notification``.""",
 )
 tone_received = _signal(
     "tone_received",
@@ -135,7 +160,11 @@ SIGNALS: dict[str, IsolatedSignal] = {
     for signal in (
         notification_received,
         call_state_changed,
+        call_updated,
+        call_media_active,
         participants_updated,
+        participants_joined,
+        participants_left,
         operation_completed,
         tone_received,
         handler_failed,

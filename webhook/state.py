@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import roster as rosters
 from .codes import as_int
 from .model import CALL_STATES, JSON, Call, Notification, canonical_enum
 
@@ -141,34 +142,41 @@ def _decide_call(call: Call, notification: Notification, now: str) -> Decision:
     events: list[Event] = []
     transitioned = target is not None and target != call.state
     previous = call.state
-    changed = _merge(call.data, fields)
+    changes = _merge(call.data, fields)
     if transitioned:
         assert target is not None
         call.state = target
         call.history.append({"from": previous, "to": target, "changeType": notification.change_type, "at": now})
-    if call.state == "terminated" and (transitioned or changed):
+    if call.state == "terminated" and (transitioned or changes):
         # Why the call ended is told by the notifications that ended it, not by an earlier failed transfer.
         end = {} if transitioned or call.end is None else dict(call.end)
         end.update({key: data[key] for key in ("resultInfo", "terminationReason") if key in data})
         call.end = end
+    context = {"call": call, "notification": notification}
     if transitioned:
-        events.append(
-            Event("call_state_changed", call.state, {"call": call, "previous": previous, "notification": notification})
-        )
+        extra = {"end_reason": call.end_reason} if call.state == "terminated" else {}
+        events.append(Event("call_state_changed", call.state, {**context, "previous": previous, **extra}))
+    elif changes:
+        events.append(Event("call_updated", call.id, {**context, "changes": changes}))
+    if call.media_active_at is None and call.state == "established" and _audio_active(call.data):
+        call.media_active_at = now
+        events.append(Event("call_media_active", call.id, context))
     tone = _new_tone(call, data.get("toneInfo"), now)
     if tone is not None:
         events.append(
-            Event(
-                "tone_received",
-                tone["tone"],
-                {"call": call, "tone": tone["tone"], "sequence_id": tone["sequenceId"], "notification": notification},
-            )
+            Event("tone_received", tone["tone"], {**context, "tone": tone["tone"], "sequence_id": tone["sequenceId"]})
         )
     if transitioned:
         return Decision("applied", call, tuple(events))
-    if changed or tone is not None:
+    if changes or tone is not None:
         return Decision("updated", call, tuple(events))
     return Decision("duplicate", call)
+
+
+def _audio_active(data: JSON) -> bool:
+    media = data.get("mediaState")
+    audio = media.get("audio") if isinstance(media, dict) else None
+    return isinstance(audio, str) and audio.lower() == "active"
 
 
 def _failed_transfer(data: JSON) -> bool:
@@ -177,14 +185,20 @@ def _failed_transfer(data: JSON) -> bool:
     return code is not None and code >= 400
 
 
-def _merge(target: JSON, fields: JSON) -> bool:
-    """Merge top-level ``fields`` into ``target``; True when any value changed."""
-    changed = False
+def _merge(target: JSON, fields: JSON) -> dict[str, JSON]:
+    """Merge top-level ``fields`` into ``target``; return what changed, ``{field: {"old": ..., "new": ...}}``.
+
+    ``@odata.*`` bookkeeping (types, etags) is merged but is not a change: a notification that differs only
+    there is a duplicate. The state is not a change either: a new state is a transition.
+    """
+    changes: dict[str, JSON] = {}
     for key, value in fields.items():
-        if key not in target or target[key] != value:
-            target[key] = value
-            changed = True
-    return changed
+        if key in target and target[key] == value:
+            continue
+        if not key.startswith("@odata.") and key != "state":
+            changes[key] = {"old": target.get(key), "new": value}
+        target[key] = value
+    return changes
 
 
 def _new_tone(call: Call, tone_info: Any, now: str) -> JSON | None:
@@ -206,13 +220,21 @@ def _decide_roster(call: Call, notification: Notification, now: str) -> Decision
     version = max((n for n in numbers if n is not None), default=None)
     if version is not None and call.roster_version is not None and version < call.roster_version:
         return Decision("stale", call, reason=f"roster {version} older than roster {call.roster_version}")
-    if roster == call.participants and version == call.roster_version:
+    change = rosters.apply(call.participants, roster, removal=notification.change_type == "deleted")
+    if change.participants == call.participants and (version is None or version == call.roster_version):
         return Decision("duplicate", call)
-    call.participants = roster
+    call.participants = change.participants
     if version is not None:
         call.roster_version = version
-    event = Event("participants_updated", call.id, {"call": call, "participants": roster, "notification": notification})
-    return Decision("updated", call, (event,))
+    context = {"call": call, "notification": notification}
+    events = [Event("participants_updated", call.id, {**context, "participants": change.participants})]
+    if change.joined:
+        joined = [rosters.marked(p) for p in change.joined]
+        events.append(Event("participants_joined", call.id, {**context, "participants": joined}))
+    if change.left:
+        left = [rosters.marked(p) for p in change.left]
+        events.append(Event("participants_left", call.id, {**context, "participants": left}))
+    return Decision("updated", call, tuple(events))
 
 
 def operation_type(data: JSON) -> str:
@@ -249,11 +271,44 @@ def _decide_operation(call: Call, notification: Notification, now: str) -> Decis
     call.operations[op_id] = {**record, "at": now}
     events: tuple[Event, ...] = ()
     if status in _TERMINAL_OPERATION_STATUSES:
-        events = (
-            Event(
-                "operation_completed",
-                record["type"],
-                {"call": call, "operation": call.operations[op_id], "notification": notification},
-            ),
-        )
+        kwargs = {
+            "call": call,
+            "operation": call.operations[op_id],
+            "notification": notification,
+            "status": status,
+            "completion_reason": record["completionReason"],
+            "result_info": record["resultInfo"],
+            "client_context": record["clientContext"],
+            "succeeded": operation_succeeded(record),
+        }
+        events = (Event("operation_completed", record["type"], kwargs),)
     return Decision("updated", call, events)
+
+
+#: completionReason values that mean the operation did not do its job, whatever ``status`` says
+#: (sendDtmfTones reports ``completed`` when it was cancelled).
+FAILED_COMPLETION_REASONS = frozenset(
+    reason.lower()
+    for reason in (
+        "mediaOperationCanceled",
+        "operationCanceled",
+        "unknown",
+        "unspecifiedError",
+        "playPromptFailed",
+        "playBeepFailed",
+        "mediaReceiveTimeout",
+        "initialSilenceTimeout",
+    )
+)
+
+
+def operation_succeeded(operation: JSON) -> bool:
+    """True when an operation result really succeeded: completed, no failure reason, no failure code."""
+    if operation.get("status") != "completed":
+        return False
+    reason = operation.get("completionReason")
+    if isinstance(reason, str) and reason.lower() in FAILED_COMPLETION_REASONS:
+        return False
+    result = operation.get("resultInfo")
+    code = as_int(result.get("code")) if isinstance(result, dict) else None
+    return code is None or code < 400

@@ -1,0 +1,82 @@
+"""Rosters: who is in a call, who joined, who left. Pure.
+
+A participant is known by its ``id``, or by its identity (``info.identity``: user, application, phone...) while
+the id is still null, as in an invited participant's first roster. A participant listed with ``removedState``
+has left. Participants whose identity is an application (``application`` or ``applicationInstance``), the bot
+itself in the usual case, are marked ``"isBot": true`` in what the signals carry, so handlers can skip them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+JSON = dict[str, Any]
+_APPLICATION_KINDS = ("application", "applicationInstance")
+
+
+def identity(participant: JSON) -> tuple[str, str] | None:
+    """``(kind, id)`` of the participant's identity (``("user", "6c9e...")``), or None when it has none."""
+    info = participant.get("info")
+    ident = info.get("identity") if isinstance(info, dict) else None
+    if not isinstance(ident, dict):
+        return None
+    for kind, value in ident.items():
+        if kind.startswith("@") or not isinstance(value, dict):
+            continue
+        ident_id = value.get("id")
+        if isinstance(ident_id, str) and ident_id:
+            return kind, ident_id.lower()
+    return None
+
+
+def keys(participant: JSON) -> set[str]:
+    """Every key the participant can be recognized by: its id and its identity."""
+    found = set()
+    if isinstance(participant.get("id"), str) and participant["id"]:
+        found.add("id:" + participant["id"].lower())
+    ident = identity(participant)
+    if ident is not None:
+        found.add(f"identity:{ident[0]}:{ident[1]}")
+    return found
+
+
+def is_bot(participant: JSON) -> bool:
+    ident = identity(participant)
+    return ident is not None and ident[0] in _APPLICATION_KINDS
+
+
+def marked(participant: JSON) -> JSON:
+    return {**participant, "isBot": is_bot(participant)}
+
+
+@dataclass(frozen=True)
+class RosterChange:
+    participants: list[JSON]
+    joined: list[JSON]
+    left: list[JSON]
+
+
+def _index(participants: list[JSON]) -> dict[str, int]:
+    return {key: position for position, participant in enumerate(participants) for key in keys(participant)}
+
+
+def _found(participant: JSON, index: dict[str, int]) -> bool:
+    return any(key in index for key in keys(participant))
+
+
+def apply(current: list[JSON], roster: list[JSON], *, removal: bool = False) -> RosterChange:
+    """The roster after ``roster`` arrives, and who joined and left compared with ``current``.
+
+    A roster lists everyone present (``removal=False``); a ``deleted`` roster notification (``removal=True``)
+    lists participants who left.
+    """
+    if removal:
+        gone = _index(roster)
+        participants = [p for p in current if not _found(p, gone)]
+    else:
+        participants = [p for p in roster if not p.get("removedState")]
+    before, after = _index(current), _index(participants)
+    joined = [p for p in participants if not _found(p, before)]
+    left = [p for p in current if not _found(p, after)]
+    return RosterChange(participants, joined, left)
