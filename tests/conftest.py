@@ -14,6 +14,8 @@ from flask.testing import FlaskClient
 from webhook import create_app
 from webhook.signals import SIGNALS
 
+from .support import Gunicorn
+
 ADMIN_TOKEN = "admin-secret-for-tests"
 
 
@@ -110,3 +112,21 @@ def read_call(client: FlaskClient, admin: dict[str, str]):  # type: ignore[no-un
         return response.get_json()  # type: ignore[no-any-return]
 
     return read
+
+
+@pytest.fixture
+def counting_server(tmp_path: Path) -> Iterator[tuple[Gunicorn, Path]]:
+    """A real gunicorn with 4 workers on a fresh SQLite file; every signal heard is appended to the file."""
+    count_file = tmp_path / "events.jsonl"
+    env = {
+        "WEBHOOK_AUTH": "disabled",
+        "WEBHOOK_STORE_URL": f"sqlite:///{tmp_path / 'calls.sqlite3'}",
+        "WEBHOOK_ADMIN_TOKEN": ADMIN_TOKEN,
+        "COUNT_FILE": str(count_file),
+    }
+    server = Gunicorn("tests.apps.counting:create_app()", workers=4, env=env, log=tmp_path / "gunicorn.log")
+    try:
+        server.wait_ready("/api/calls?limit=1", {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        yield server, count_file
+    finally:
+        server.stop()

@@ -70,6 +70,8 @@ def test_disabled_auth_is_loud_and_a_typo_is_pointed_out(
 
 
 def test_secrets_are_masked(store_url: str) -> None:
-    settings = create_app({"STORE_URL": store_url, "ADMIN_TOKEN": "s3cret", "APP_ID": "bot"}).extensions[EXTENSION].settings
+    settings = (
+        create_app({"STORE_URL": store_url, "ADMIN_TOKEN": "s3cret", "APP_ID": "bot"}).extensions[EXTENSION].settings
+    )
     assert settings.masked()["ADMIN_TOKEN"] == "***"
     assert "s3cret" not in repr(settings.masked())

@@ -54,7 +54,7 @@ def _calls(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = open_store(settings.store_url, timeout=settings.store_timeout_seconds)
     state = canonical_enum(args.state, CALL_STATES) if args.state else None
-    calls = store.list_calls(state, args.limit)
+    calls = store.list_calls(state, args.limit, active=args.active)
     if args.json:
         print(json.dumps([call.to_dict() for call in calls], indent=2))
         return 0
@@ -122,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     calls = commands.add_parser("calls", help="list the calls in the store, most recently updated first")
     calls.add_argument("--state", help="only calls in this state (established, terminated...)")
     calls.add_argument("--limit", type=int, default=50, help="at most this many (default %(default)s)")
+    calls.add_argument("--active", action="store_true", help="only calls that have not ended")
     calls.add_argument("--json", action="store_true", help="print the calls as JSON")
     calls.set_defaults(func=_calls)
 

@@ -95,14 +95,20 @@ def _require_admin(settings: Settings) -> None:
 
 @bp.get("/api/calls")
 def list_calls() -> Response:
-    """Calls, most recently updated first: ``?state=established`` filters, ``?limit=`` caps (1-1000)."""
+    """Calls, most recently updated first: ``?state=established`` or ``?active=true`` (not terminated) filter,
+    ``?limit=`` caps (1-1000)."""
     state = webhook_state()
     _require_admin(state.settings)
     wanted = request.args.get("state")
     limit_text = request.args.get("limit", "100")
     if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
         raise RequestError(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}.", code="invalid_query")
-    calls = state.store.list_calls(canonical_enum(wanted, CALL_STATES) if wanted else None, int(limit_text))
+    active_text = request.args.get("active", "false").lower()
+    if active_text not in ("true", "false", "1", "0"):
+        raise RequestError("active must be true or false.", code="invalid_query")
+    calls = state.store.list_calls(
+        canonical_enum(wanted, CALL_STATES) if wanted else None, int(limit_text), active=active_text in ("true", "1")
+    )
     return jsonify({"calls": [call.to_dict() for call in calls], "count": len(calls)})
 
 

@@ -119,7 +119,7 @@ def _finish(decision: Decision, current: Call | None, now: str) -> Decision:
     elif decision.outcome == "duplicate":
         call.duplicates += 1
     elif decision.outcome == "stale":
-        call.stale = [*call.stale, {"at": now, "reason": decision.reason}][-_STALE_KEPT:]
+        _record_stale(call, now, decision.reason)
     return decision
 
 
@@ -132,12 +132,14 @@ def _decide_call(call: Call, notification: Notification, now: str) -> Decision:
     if isinstance(fields.get("state"), str):
         fields["state"] = canonical_enum(fields["state"], CALL_STATES)
 
-    if call.state == "terminated" and target != "terminated":
-        return Decision("stale", call, reason=f"{target or 'an update'} after the call was terminated")
-    if target is not None and target != call.state and is_backwards(call.state, target, data):
-        return Decision("stale", call, reason=f"{target} after {call.state}")
-    if target == "transferring" and rank(call.state) == _IN_CALL and _failed_transfer(call.data):
-        return Decision("stale", call, reason="transferring after that transfer already failed")
+    stale = _stale_reason(call, target, data)
+    if stale:
+        # The state is old news, but a tone it carries was still pressed, once.
+        tone = _new_tone(call, data.get("toneInfo"), now)
+        if tone is None:
+            return Decision("stale", call, reason=stale)
+        _record_stale(call, now, stale)
+        return Decision("updated", call, (_tone_event(call, tone, notification),))
 
     events: list[Event] = []
     transitioned = target is not None and target != call.state
@@ -163,14 +165,32 @@ def _decide_call(call: Call, notification: Notification, now: str) -> Decision:
         events.append(Event("call_media_active", call.id, context))
     tone = _new_tone(call, data.get("toneInfo"), now)
     if tone is not None:
-        events.append(
-            Event("tone_received", tone["tone"], {**context, "tone": tone["tone"], "sequence_id": tone["sequenceId"]})
-        )
+        events.append(_tone_event(call, tone, notification))
     if transitioned:
         return Decision("applied", call, tuple(events))
     if changes or tone is not None:
         return Decision("updated", call, tuple(events))
     return Decision("duplicate", call)
+
+
+def _stale_reason(call: Call, target: str | None, data: JSON) -> str:
+    """Why a call notification's state is too late to apply, or "" when it is not."""
+    if call.state == "terminated" and target != "terminated":
+        return f"{target or 'an update'} after the call was terminated"
+    if target is not None and target != call.state and is_backwards(call.state, target, data):
+        return f"{target} after {call.state}"
+    if target == "transferring" and rank(call.state) == _IN_CALL and _failed_transfer(call.data):
+        return "transferring after that transfer already failed"
+    return ""
+
+
+def _record_stale(call: Call, now: str, reason: str) -> None:
+    call.stale = [*call.stale, {"at": now, "reason": reason}][-_STALE_KEPT:]
+
+
+def _tone_event(call: Call, tone: JSON, notification: Notification) -> Event:
+    kwargs = {"call": call, "notification": notification, "tone": tone["tone"], "sequence_id": tone["sequenceId"]}
+    return Event("tone_received", tone["tone"], kwargs)
 
 
 def _audio_active(data: JSON) -> bool:

@@ -1,4 +1,4 @@
-"""An app for the process tests: the real receiver, plus a receiver that appends every transition it hears
+"""An app for the process tests: the real receiver, plus a receiver on every signal that appends what it heard
 to the file named by COUNT_FILE, one JSON line per event, so events can be counted across worker processes."""
 
 from __future__ import annotations
@@ -10,19 +10,27 @@ from typing import Any
 from flask import Flask
 
 import webhook
-from webhook.signals import call_state_changed
+from webhook.signals import SIGNALS
 
 
-def _count(sender: Any, *, call: Any, previous: Any, **kwargs: Any) -> None:
-    line = json.dumps({"call": call.id, "to": sender, "from": previous, "pid": os.getpid()}) + "\n"
-    # O_APPEND writes of one short line are atomic between processes.
-    fd = os.open(os.environ["COUNT_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line.encode())
-    finally:
-        os.close(fd)
+def _recorder(signal_name: str) -> Any:
+    def record(sender: Any, **kwargs: Any) -> None:
+        call = kwargs.get("call")
+        event = {"signal": signal_name, "sender": sender, "call": getattr(call, "id", None), "pid": os.getpid()}
+        if signal_name == "call_state_changed":
+            event["from"] = kwargs["previous"]
+        # O_APPEND writes of one short line are atomic between processes.
+        fd = os.open(os.environ["COUNT_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (json.dumps(event) + "\n").encode())
+        finally:
+            os.close(fd)
+
+    return record
 
 
 def create_app() -> Flask:
-    call_state_changed.connect(_count)
+    for name, signal in SIGNALS.items():
+        if name not in ("notification_received", "handler_failed"):
+            signal.connect(_recorder(name))
     return webhook.create_app()

@@ -33,8 +33,8 @@ class CallStore(abc.ABC):
         """The call with this (canonical) id, or None."""
 
     @abc.abstractmethod
-    def list_calls(self, state: str | None = None, limit: int = 100) -> list[Call]:
-        """Calls, most recently updated first, optionally only those in ``state``."""
+    def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
+        """Calls, most recently updated first; only those in ``state``, or only those not ended (``active``)."""
 
     @abc.abstractmethod
     def ping(self) -> None:

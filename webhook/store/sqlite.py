@@ -124,13 +124,15 @@ class SQLiteStore(CallStore):
             raise _translate(exc, self.path) from exc
         return Call.from_dict(json.loads(row[0])) if row else None
 
-    def list_calls(self, state: str | None = None, limit: int = 100) -> list[Call]:
-        query = "SELECT doc FROM calls"
-        params: tuple[object, ...] = ()
+    def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
+        conditions, params = [], []
         if state is not None:
-            query += " WHERE state = ?"
-            params = (state,)
-        query += " ORDER BY updated_at DESC, id LIMIT ?"
+            conditions.append("state = ?")
+            params.append(state)
+        if active:
+            conditions.append("(state IS NULL OR state != 'terminated')")
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        query = f"SELECT doc FROM calls{where} ORDER BY updated_at DESC, id LIMIT ?"
         try:
             rows = self._connect().execute(query, (*params, limit)).fetchall()
         except sqlite3.Error as exc:
