@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 import threading
 import uuid
 from collections import Counter
@@ -14,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from webhook import create_app
 from webhook.builders import envelope
 from webhook.simulate import send_all
 
@@ -82,6 +84,23 @@ def test_peer_p2p_flow_events_stay_exactly_once_when_duplicated_and_shuffled(dat
     # established bodies each bring fields the other lacks, whichever comes second.)
     assert all(count == 1 for (name, _), count in heard.items() if name != "call_updated"), heard
     assert heard[("call_media_active", P2P)] <= 1
+
+
+@needs_captured
+@pytest.mark.parametrize("seed", range(8))
+def test_peer_p2p_flow_duplicated_and_shuffled_through_the_endpoint(
+    store_url: str, recorder: Recorder, seed: int
+) -> None:
+    bodies = simple_test() * 2
+    random.Random(seed).shuffle(bodies)
+    client = create_app({"AUTH": "disabled", "STORE_URL": store_url}).test_client()
+    for body in bodies:
+        assert client.post("/api/calls", json=body).status_code == 202
+    heard = counts(recorder)
+    assert heard[("call_state_changed", "terminated")] == 1
+    assert heard[("tone_received", "tone1")] == 1
+    assert heard[("operation_completed", "playPrompt")] == 1
+    assert all(count == 1 for (name, _), count in heard.items() if name != "call_updated"), heard
 
 
 def with_call_id(body: dict[str, Any], old: str, new: str) -> dict[str, Any]:
