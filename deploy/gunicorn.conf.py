@@ -16,3 +16,10 @@ graceful_timeout = 30
 keepalive = 5
 accesslog = "-"
 access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms scenario=%({scenario-id}i)s request=%({client-request-id}i)s'
+
+
+def worker_exit(server, worker):  # noqa: ARG001 - gunicorn's hook signature
+    """Graceful shutdown: let deferred handlers already queued in this worker finish."""
+    from webhook.delivery import drain_all
+
+    drain_all()

@@ -12,6 +12,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from webhook import create_app
+from webhook.plugins import HANDLERS
 from webhook.signals import SIGNALS
 
 from .support import Gunicorn
@@ -29,9 +30,11 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(autouse=True)
 def reset_signal_receivers() -> Iterator[None]:
-    """Signals are process-global: disconnect whatever a test connected."""
+    """Signals and the handler registry are process-global: drop whatever a test connected."""
     before = {name: set(signal.receivers) for name, signal in SIGNALS.items()}
+    handlers = list(HANDLERS)
     yield
+    HANDLERS[:] = handlers
     for name, signal in SIGNALS.items():
         for receiver_id in set(signal.receivers) - before[name]:
             held = signal.receivers.get(receiver_id)

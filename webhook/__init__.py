@@ -15,6 +15,7 @@ from .errors import (
     WebhookError,
 )
 from .model import Call, Claims, Notification
+from .plugins import on
 from .receiver import Receiver
 from .signals import (
     call_media_active,
@@ -50,6 +51,7 @@ __all__ = [
     "create_app",
     "handler_failed",
     "notification_received",
+    "on",
     "open_store",
     "operation_completed",
     "participants_joined",

@@ -10,8 +10,10 @@ from flask import Flask
 
 from . import http
 from .auth import Verifier
+from .delivery import Delivery
 from .keys import KeyCache
-from .receiver import Receiver
+from .plugins import load_plugins
+from .receiver import Receiver, utc_now
 from .settings import PREFIX, Settings, unknown_environment_names
 from .store import open_store
 
@@ -71,9 +73,25 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "call notifications. Use this for local trials only, never in production."
         )
     store = open_store(settings.store_url, timeout=settings.store_timeout_seconds)
+    delivery = Delivery(
+        store,
+        slow_seconds=settings.slow_handler_seconds,
+        deferred_workers=settings.deferred_workers,
+        lease_seconds=settings.outbox_lease_seconds,
+        sweep_seconds=settings.outbox_sweep_seconds,
+        clock=utc_now,
+    )
+    plugins = load_plugins(app, settings.plugins, autoload=not settings.disable_plugin_autoload)
     app.extensions[http.EXTENSION] = http.WebhookState(
-        settings=settings, store=store, receiver=Receiver(store), verifier=build_verifier(settings)
+        settings=settings,
+        store=store,
+        receiver=Receiver(store, delivery),
+        verifier=build_verifier(settings),
+        delivery=delivery,
+        plugins=tuple(plugins),
     )
     app.register_blueprint(http.bp)
     http.register_error_handlers(app)
+    # After the plugins: events recovered from stopped processes need their handlers connected.
+    delivery.start_sweeper()
     return app

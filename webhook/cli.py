@@ -15,8 +15,9 @@ from collections.abc import Sequence
 
 from cryptography import x509
 
-from .app import load_settings
+from .app import create_app, load_settings
 from .errors import WebhookError
+from .http import EXTENSION, WebhookState
 from .keys import fetch_keys
 from .model import CALL_STATES, canonical_enum
 from .resources import canonical_id
@@ -107,6 +108,65 @@ def _certificate_expiry(jwk: dict[str, object]) -> str:
     return f"certificate expires {certificate.not_valid_after_utc.isoformat()}"
 
 
+def _plugins(args: argparse.Namespace) -> int:
+    state = _app_state()
+    if not state.plugins:
+        print("no plugins loaded (WEBHOOK_PLUGINS is empty and no installed distribution offers one)")
+    for plugin in state.plugins:
+        origin = f"{plugin.distribution} {plugin.version}" if plugin.distribution else "not from a distribution"
+        print(f"{plugin.name}  [{plugin.source}; {origin}]")
+        for handler in plugin.handlers:
+            print(f"    {handler.describe()}")
+        if not plugin.handlers:
+            print("    (no handlers)")
+    return 0
+
+
+def _failures(args: argparse.Namespace) -> int:
+    state = _app_state()
+    store, delivery = state.store, state.delivery
+    if args.retry or args.retry_all:
+        wanted = [f.id for f in store.failures(limit=10_000)] if args.retry_all else args.retry
+        code = 0
+        for failure_id in wanted:
+            failure = store.failure(failure_id)
+            if failure is None or failure.status != "pending":
+                print(f"#{failure_id}: no pending failure with this id", file=sys.stderr)
+                code = 1
+                continue
+            error = delivery.retry(failure)
+            print(f"#{failure_id} {failure.handler}: " + ("succeeded" if not error else "failed again"))
+            if error:
+                print(_indent(error.strip().splitlines()[-1]))
+                code = 1
+        return code
+    failures = store.failures(include_resolved=args.all)
+    if args.json:
+        print(json.dumps([f.to_dict() for f in failures], indent=2))
+        return 0
+    if not failures:
+        print("no pending handler failures" if not args.all else "no handler failures")
+    for failure in failures:
+        last_line = failure.error.strip().splitlines()[-1] if failure.error.strip() else ""
+        print(
+            f"#{failure.id}  {failure.status:8}  {failure.handler} on {failure.signal}  call {failure.call_id}  "
+            f"attempts {failure.attempts}  last {failure.last_at}"
+        )
+        print(_indent(last_line))
+    return 0
+
+
+def _indent(text: str) -> str:
+    return "    " + text
+
+
+def _app_state() -> WebhookState:
+    """The app the receiver would run, plugins loaded: handlers and the store as the server sees them."""
+    app = create_app({"OUTBOX_SWEEP_SECONDS": 0})
+    state: WebhookState = app.extensions[EXTENSION]
+    return state
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="comms-webhook",
@@ -128,6 +188,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     check_auth = commands.add_parser("check-auth", help="fetch Graph's signing keys and print what was found")
     check_auth.set_defaults(func=_check_auth)
+
+    plugins = commands.add_parser("plugins", help="list the loaded plugins and the handlers each registered")
+    plugins.set_defaults(func=_plugins)
+
+    failures = commands.add_parser("failures", help="list handler failures, or retry them")
+    failures.add_argument("--all", action="store_true", help="include resolved failures")
+    failures.add_argument("--json", action="store_true", help="print the failures as JSON")
+    failures.add_argument("--retry", type=int, nargs="+", metavar="ID", help="run these failures' handlers again")
+    failures.add_argument("--retry-all", action="store_true", help="run every pending failure's handler again")
+    failures.set_defaults(func=_failures)
 
     call = commands.add_parser("call", help="print one call: state, history, participants, operations")
     call.add_argument("call_id", metavar="ID")

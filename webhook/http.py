@@ -17,8 +17,10 @@ from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .auth import Verifier
+from .delivery import Delivery
 from .errors import AuthError, Forbidden, NotFound, PayloadTooLarge, RequestError, UnsupportedMediaType, WebhookError
 from .model import CALL_STATES, Claims, canonical_enum
+from .plugins import LoadedPlugin
 from .receiver import Receiver, decode_body
 from .resources import canonical_id
 from .settings import Settings
@@ -40,6 +42,8 @@ class WebhookState:
     store: CallStore
     receiver: Receiver
     verifier: Verifier | None
+    delivery: Delivery
+    plugins: tuple[LoadedPlugin, ...]
 
 
 def webhook_state() -> WebhookState:

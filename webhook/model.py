@@ -178,3 +178,32 @@ class Call:
             created_at=doc.get("createdAt") or "",
             updated_at=doc.get("updatedAt") or "",
         )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A handler that raised on an event, kept until a retry succeeds (``comms-webhook failures``)."""
+
+    id: int
+    call_id: str | None
+    handler: str
+    signal: str
+    event: str  # the event as encoded by webhook.outbox
+    error: str  # the traceback of the last attempt
+    attempts: int
+    status: str  # "pending" or "resolved"
+    first_at: str
+    last_at: str
+
+    def to_dict(self) -> JSON:
+        return {
+            "id": self.id,
+            "callId": self.call_id,
+            "handler": self.handler,
+            "signal": self.signal,
+            "error": self.error,
+            "attempts": self.attempts,
+            "status": self.status,
+            "firstAt": self.first_at,
+            "lastAt": self.last_at,
+        }

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from .dispatch import dispatch
+from .delivery import Delivery, process_owner
 from .errors import PayloadError
 from .model import Claims, Notification
 from .schemas import load_notifications
-from .signals import notification_received
-from .state import Decision
+from .state import Decision, Event
 from .store.base import CallStore
 
 #: Deepest nesting of JSON accepted. Graph's bodies nest about 8 levels; the cap keeps a hostile body from
@@ -76,11 +75,14 @@ def _depth(value: Any) -> int:
 
 
 class Receiver:
-    """Validates a body, applies each notification through the store, and sends the resulting signals."""
+    """Validates a body, applies each notification through the store, and delivers the resulting events."""
 
-    def __init__(self, store: CallStore, *, clock: Callable[[], str] = utc_now) -> None:
+    def __init__(
+        self, store: CallStore, delivery: Delivery | None = None, *, clock: Callable[[], str] = utc_now
+    ) -> None:
         self.store = store
         self.clock = clock
+        self.delivery = delivery if delivery is not None else Delivery(store, clock=clock, sweep_seconds=0)
 
     def receive(self, body: Any, claims: Claims | None = None) -> list[Decision]:
         """Process one decoded body; return one committed decision per notification, in order.
@@ -95,7 +97,14 @@ class Receiver:
         return [self.apply(notification) for notification in notifications]
 
     def apply(self, notification: Notification) -> Decision:
-        notification_received.send(notification.kind, notification=notification)
-        decision = self.store.apply(notification, self.clock())
-        dispatch(decision.events)
+        delivery = self.delivery
+        delivery.deliver([Event("notification_received", notification.kind, {"notification": notification})])
+        decision = self.store.apply(
+            notification,
+            self.clock(),
+            owner=process_owner(),
+            lease_until=delivery.lease_until(),
+            needs_delivery=delivery.needs_delivery,
+        )
+        delivery.deliver(decision.events)
         return decision

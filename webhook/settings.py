@@ -55,6 +55,15 @@ def _non_negative_float(name: str, value: Any) -> float:
     return number
 
 
+def _flag(name: str, value: Any) -> bool:
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off", ""):
+        return False
+    raise ConfigError(f"{PREFIX}{name} must be 1 or 0 (true or false), got {value!r}")
+
+
 def _names(name: str, value: Any) -> tuple[str, ...]:
     """A comma-separated list (environment) or a list of strings (mapping)."""
     items = value if isinstance(value, (list, tuple)) else _text(name, value).split(",")
@@ -132,6 +141,27 @@ SETTINGS: tuple[Setting, ...] = (
         "At most one refetch per this many seconds for unknown key ids or after a failed refresh.",
     ),
     Setting("KEY_FETCH_TIMEOUT_SECONDS", _positive_float, 5.0, "Timeout of each request to the key server."),
+    Setting("PLUGINS", _names, (), "Plugins to load, in order: module or module:object, comma-separated."),
+    Setting(
+        "DISABLE_PLUGIN_AUTOLOAD",
+        _flag,
+        False,
+        "1: do not load the plugins installed under the comms_webhook.plugins entry point.",
+    ),
+    Setting("SLOW_HANDLER_SECONDS", _positive_float, 2.0, "A handler slower than this is logged as a warning."),
+    Setting("DEFERRED_WORKERS", _positive_int, 4, "Threads per worker process running deferred handlers."),
+    Setting(
+        "OUTBOX_LEASE_SECONDS",
+        _positive_float,
+        300.0,
+        "How long a process owns an event it is delivering before another may deliver it again.",
+    ),
+    Setting(
+        "OUTBOX_SWEEP_SECONDS",
+        _non_negative_float,
+        30.0,
+        "How often each worker looks for undelivered events of stopped processes; 0 switches the sweeper off.",
+    ),
     Setting("ADMIN_TOKEN", _text, "", "Bearer token of the read API; without it the read API answers 403.", True),
     Setting("MAX_BODY_BYTES", _positive_int, 1024 * 1024, "Largest accepted body, in bytes (413 above)."),
     Setting(
@@ -158,6 +188,12 @@ class Settings:
     jwks_refresh_seconds: float
     jwks_min_refetch_seconds: float
     key_fetch_timeout_seconds: float
+    plugins: tuple[str, ...]
+    disable_plugin_autoload: bool
+    slow_handler_seconds: float
+    deferred_workers: int
+    outbox_lease_seconds: float
+    outbox_sweep_seconds: float
     admin_token: str
     max_body_bytes: int
     store_timeout_seconds: float

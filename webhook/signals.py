@@ -46,16 +46,21 @@ class IsolatedSignal(NamedSignal):
             return []
         results: list[tuple[Callable[..., t.Any], t.Any]] = []
         for receiver in self.receivers_for(sender):
-            try:
-                if _async_wrapper is not None and inspect.iscoroutinefunction(receiver):
-                    result = _async_wrapper(receiver)(sender, **kwargs)
-                else:
-                    result = receiver(sender, **kwargs)
-            except Exception as exc:
-                result = exc
-                self._report_failure(receiver, sender, exc, kwargs)
-            results.append((receiver, result))
+            if _async_wrapper is not None and inspect.iscoroutinefunction(receiver):
+                receiver = _async_wrapper(receiver)
+            result, error = self.call_receiver(receiver, sender, kwargs)
+            results.append((receiver, error if error is not None else result))
         return results
+
+    def call_receiver(
+        self, receiver: Callable[..., t.Any], sender: t.Any, kwargs: dict[str, t.Any]
+    ) -> tuple[t.Any, Exception | None]:
+        """Call one receiver; return ``(result, None)``, or ``(None, exception)`` after reporting the failure."""
+        try:
+            return receiver(sender, **kwargs), None
+        except Exception as exc:
+            self._report_failure(receiver, sender, exc, kwargs)
+            return None, exc
 
     def _report_failure(
         self, receiver: Callable[..., t.Any], sender: t.Any, exc: Exception, kwargs: dict[str, t.Any]
@@ -73,6 +78,9 @@ class IsolatedSignal(NamedSignal):
 
 def receiver_name(receiver: Callable[..., t.Any]) -> str:
     """``module.qualname`` of a receiver, for logs and failure records."""
+    named = getattr(receiver, "handler_name", None)
+    if isinstance(named, str):
+        return named
     module = getattr(receiver, "__module__", None) or "?"
     qualname = getattr(receiver, "__qualname__", None) or repr(receiver)
     return f"{module}.{qualname}"

@@ -66,11 +66,15 @@ def is_backwards(current: str | None, target: str, data: JSON) -> bool:
 
 @dataclass(frozen=True)
 class Event:
-    """A signal to send once the decision is committed: ``signals.<name>.send(sender, **kwargs)``."""
+    """A signal to send once the decision is committed: ``signals.<name>.send(sender, **kwargs)``.
+
+    ``id`` is the event's outbox row once a store committed it (None for events nobody needs to receive).
+    """
 
     name: str
     sender: Any
     kwargs: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -3,15 +3,25 @@
 A store keeps one record per call and makes :func:`webhook.state.decide` atomic: ``apply`` reads the call,
 decides, and writes the result in one transaction, so that with any number of processes applying
 notifications to the same call, each transition is applied exactly once and its events are returned to exactly
-one caller. The caller sends those events after ``apply`` returns (the transaction has committed).
+one caller. The same transaction writes each event that has receivers to the outbox, leased to the caller;
+the caller completes the outbox rows once every handler has run. Rows whose owner died or whose lease expired
+are claimed again by :meth:`CallStore.claim_orphans`: no applied transition is silently skipped.
 """
 
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable, Iterable
 
-from ..model import Call, Notification
-from ..state import Decision
+from ..model import Call, Failure, Notification
+from ..state import Decision, Event
+
+#: Decides whether an event needs the outbox (it has receivers); the default says every event does.
+NeedsDelivery = Callable[[Event], bool]
+
+
+def _always(event: Event) -> bool:
+    return True
 
 
 class CallStore(abc.ABC):
@@ -21,9 +31,19 @@ class CallStore(abc.ABC):
     url: str
 
     @abc.abstractmethod
-    def apply(self, notification: Notification, now: str) -> Decision:
+    def apply(
+        self,
+        notification: Notification,
+        now: str,
+        *,
+        owner: str = "",
+        lease_until: float = 0.0,
+        needs_delivery: NeedsDelivery = _always,
+    ) -> Decision:
         """Apply one notification atomically at time ``now``; return the committed decision.
 
+        Events for which ``needs_delivery`` is true are written to the outbox in the same transaction, leased
+        to ``owner`` until ``lease_until`` (epoch seconds); they come back with their outbox ``id``.
         Raises :class:`~webhook.errors.StoreUnavailable` when the store cannot be reached or stays busy past
         its timeout; nothing is written in that case.
         """
@@ -35,6 +55,35 @@ class CallStore(abc.ABC):
     @abc.abstractmethod
     def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
         """Calls, most recently updated first; only those in ``state``, or only those not ended (``active``)."""
+
+    @abc.abstractmethod
+    def complete(self, event_ids: Iterable[int]) -> None:
+        """Remove delivered events from the outbox."""
+
+    @abc.abstractmethod
+    def claim_orphans(
+        self, owner: str, now: float, lease_until: float, is_dead: Callable[[str], bool], limit: int = 100
+    ) -> list[Event]:
+        """Lease to ``owner`` the outbox events whose lease expired before ``now`` or whose owner ``is_dead``."""
+
+    @abc.abstractmethod
+    def pending_events(self) -> int:
+        """How many events wait in the outbox (delivering or orphaned)."""
+
+    @abc.abstractmethod
+    def record_failure(self, call_id: str | None, handler: str, signal: str, event: str, error: str, now: str) -> int:
+        """Keep a handler failure; return its id."""
+
+    @abc.abstractmethod
+    def failures(self, *, include_resolved: bool = False, limit: int = 100) -> list[Failure]:
+        """Handler failures, oldest first."""
+
+    @abc.abstractmethod
+    def failure(self, failure_id: int) -> Failure | None: ...
+
+    @abc.abstractmethod
+    def update_failure(self, failure_id: int, *, resolved: bool, error: str | None, now: str) -> None:
+        """Count one more attempt: resolved, or failed again with ``error``."""
 
     @abc.abstractmethod
     def ping(self) -> None:

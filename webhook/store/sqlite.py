@@ -12,14 +12,18 @@ import json
 import os
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..model import Call, Notification
-from ..state import Decision, decide
-from .base import CallStore
+from ..model import Call, Failure, Notification
+from ..outbox import decode_event, encode_event
+from ..state import Decision, Event, decide
+from .base import CallStore, NeedsDelivery, _always
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     id TEXT PRIMARY KEY,
@@ -29,6 +33,28 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state, updated_at);
 CREATE INDEX IF NOT EXISTS calls_by_update ON calls (updated_at);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT NOT NULL,
+    event TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    lease_until REAL NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    call_id TEXT,
+    handler TEXT NOT NULL,
+    signal TEXT NOT NULL,
+    event TEXT NOT NULL,
+    error TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 1,
+    status TEXT NOT NULL DEFAULT 'pending',
+    first_at TEXT NOT NULL,
+    last_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS failures_by_status ON failures (status, id);
 """
 
 
@@ -92,11 +118,18 @@ class SQLiteStore(CallStore):
                 conn.execute("ROLLBACK")
             raise _translate(exc, self.path) from exc
 
-    def apply(self, notification: Notification, now: str) -> Decision:
+    def apply(
+        self,
+        notification: Notification,
+        now: str,
+        *,
+        owner: str = "",
+        lease_until: float = 0.0,
+        needs_delivery: NeedsDelivery = _always,
+    ) -> Decision:
         conn = self._connect()
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with self._transaction(conn):
                 row = conn.execute("SELECT doc FROM calls WHERE id = ?", (notification.call_id,)).fetchone()
                 current = Call.from_dict(json.loads(row[0])) if row else None
                 decision = decide(current, notification, now)
@@ -108,21 +141,104 @@ class SQLiteStore(CallStore):
                         "updated_at = excluded.updated_at, doc = excluded.doc",
                         (call.id, call.state, call.updated_at, json.dumps(call.to_dict())),
                     )
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                events = []
+                for event in decision.events:
+                    if needs_delivery(event):
+                        cursor = conn.execute(
+                            "INSERT INTO outbox (call_id, event, owner, lease_until, created_at) "
+                            "VALUES (?, ?, ?, ?, ?)",
+                            (notification.call_id, encode_event(event), owner, lease_until, now),
+                        )
+                        event = replace(event, id=cursor.lastrowid)
+                    events.append(event)
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
-        return decision
+        return replace(decision, events=tuple(events))
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``: the write lock is held from the first read."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _write(self, statement: str, params: tuple[object, ...]) -> sqlite3.Cursor:
+        try:
+            return self._connect().execute(statement, params)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+
+    def _read(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        try:
+            return self._connect().execute(query, params).fetchall()
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+
+    def complete(self, event_ids: Iterable[int]) -> None:
+        ids = list(event_ids)
+        if ids:
+            self._write(f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids))
+
+    def claim_orphans(
+        self, owner: str, now: float, lease_until: float, is_dead: Callable[[str], bool], limit: int = 100
+    ) -> list[Event]:
+        conn = self._connect()
+        try:
+            with self._transaction(conn):
+                rows = conn.execute("SELECT id, event, owner, lease_until FROM outbox ORDER BY id").fetchall()
+                claimed = [
+                    (row_id, text)
+                    for row_id, text, row_owner, row_lease in rows
+                    if row_owner != owner and (row_lease < now or is_dead(row_owner))
+                ][:limit]
+                for row_id, _ in claimed:
+                    conn.execute(
+                        "UPDATE outbox SET owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?",
+                        (owner, lease_until, row_id),
+                    )
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+        return [decode_event(text, row_id) for row_id, text in claimed]
+
+    def pending_events(self) -> int:
+        ((count,),) = self._read("SELECT COUNT(*) FROM outbox")
+        assert isinstance(count, int)
+        return count
+
+    def record_failure(self, call_id: str | None, handler: str, signal: str, event: str, error: str, now: str) -> int:
+        cursor = self._write(
+            "INSERT INTO failures (call_id, handler, signal, event, error, first_at, last_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (call_id, handler, signal, event, error, now, now),
+        )
+        return int(cursor.lastrowid or 0)
+
+    _FAILURE_COLUMNS = "id, call_id, handler, signal, event, error, attempts, status, first_at, last_at"
+
+    def failures(self, *, include_resolved: bool = False, limit: int = 100) -> list[Failure]:
+        where = "" if include_resolved else " WHERE status = 'pending'"
+        rows = self._read(f"SELECT {self._FAILURE_COLUMNS} FROM failures{where} ORDER BY id LIMIT ?", (limit,))
+        return [Failure(*row) for row in rows]  # type: ignore[arg-type]
+
+    def failure(self, failure_id: int) -> Failure | None:
+        rows = self._read(f"SELECT {self._FAILURE_COLUMNS} FROM failures WHERE id = ?", (failure_id,))
+        return Failure(*rows[0]) if rows else None  # type: ignore[arg-type]
+
+    def update_failure(self, failure_id: int, *, resolved: bool, error: str | None, now: str) -> None:
+        self._write(
+            "UPDATE failures SET attempts = attempts + 1, status = ?, error = COALESCE(?, error), last_at = ? "
+            "WHERE id = ?",
+            ("resolved" if resolved else "pending", error, now, failure_id),
+        )
 
     def get(self, call_id: str) -> Call | None:
-        try:
-            row = self._connect().execute("SELECT doc FROM calls WHERE id = ?", (call_id,)).fetchone()
-        except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
-        return Call.from_dict(json.loads(row[0])) if row else None
+        rows = self._read("SELECT doc FROM calls WHERE id = ?", (call_id,))
+        return Call.from_dict(json.loads(str(rows[0][0]))) if rows else None
 
     def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
         conditions, params = [], []
@@ -132,18 +248,11 @@ class SQLiteStore(CallStore):
         if active:
             conditions.append("(state IS NULL OR state != 'terminated')")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        query = f"SELECT doc FROM calls{where} ORDER BY updated_at DESC, id LIMIT ?"
-        try:
-            rows = self._connect().execute(query, (*params, limit)).fetchall()
-        except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
-        return [Call.from_dict(json.loads(doc)) for (doc,) in rows]
+        rows = self._read(f"SELECT doc FROM calls{where} ORDER BY updated_at DESC, id LIMIT ?", (*params, limit))
+        return [Call.from_dict(json.loads(str(doc))) for (doc,) in rows]
 
     def ping(self) -> None:
-        try:
-            self._connect().execute("SELECT 1").fetchone()
-        except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+        self._read("SELECT 1")
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -1,0 +1,192 @@
+"""Handler delivery: failures recorded and retried, deferred handlers, the outbox across a SIGKILL."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import signal
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from webhook import create_app, on
+from webhook.builders import call_notification, envelope, incoming_call, new_id, tone_notification
+from webhook.cli import main
+from webhook.http import EXTENSION
+from webhook.simulate import send_all
+from webhook.store import SQLiteStore
+
+from .conftest import ADMIN_TOKEN
+from .support import Gunicorn
+
+
+def make_app(store_url: str, **settings: Any) -> Any:
+    return create_app({"AUTH": "disabled", "STORE_URL": store_url, "DISABLE_PLUGIN_AUTOLOAD": "1", **settings})
+
+
+def test_a_raising_handler_beside_two_good_ones_is_recorded_and_retried_after_a_fix(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    monkeypatch.syspath_prepend(str(folder))
+    broken_flag = tmp_path / "handler-is-broken"
+    broken_flag.touch()
+    name = f"plugin_{uuid.uuid4().hex[:10]}"
+    (folder / f"{name}.py").write_text(
+        textwrap.dedent(f"""
+        from pathlib import Path
+        from webhook import on
+        GOOD = []
+        @on.call_state("established")
+        def first_good(call):
+            GOOD.append(("first", call.id))
+        @on.call_state("established")
+        def flaky(call):
+            if Path({str(broken_flag)!r}).exists():
+                raise RuntimeError("flaky handler is broken")
+            GOOD.append(("flaky", call.id))
+        @on.call_state("established")
+        def second_good(call):
+            GOOD.append(("second", call.id))
+    """)
+    )
+    for key, value in {
+        "WEBHOOK_AUTH": "disabled",
+        "WEBHOOK_STORE_URL": store_url,
+        "WEBHOOK_PLUGINS": name,
+        "WEBHOOK_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }.items():
+        monkeypatch.setenv(key, value)
+    app = create_app()
+    call_id = new_id()
+    response = app.test_client().post("/api/calls", json=envelope(call_notification(call_id, "established")))
+    assert response.status_code == 202
+    module = importlib.import_module(name)
+    assert sorted(module.GOOD) == [("first", call_id), ("second", call_id)]
+
+    assert main(["failures"]) == 0
+    listing = capsys.readouterr().out
+    assert f"{name}.flaky on call_state_changed  call {call_id}  attempts 1" in listing
+    assert "RuntimeError: flaky handler is broken" in listing
+    (failure,) = app.extensions[EXTENSION].store.failures()
+
+    assert main(["failures", "--retry", str(failure.id)]) == 1  # still broken
+    assert "failed again" in capsys.readouterr().out
+    broken_flag.unlink()  # the fix
+    assert main(["failures", "--retry", str(failure.id)]) == 0
+    assert f"#{failure.id} {name}.flaky: succeeded" in capsys.readouterr().out
+    assert ("flaky", call_id) in module.GOOD
+    assert main(["failures"]) == 0
+    assert "no pending handler failures" in capsys.readouterr().out
+    resolved = app.extensions[EXTENSION].store.failure(failure.id)
+    assert (resolved.status, resolved.attempts) == ("resolved", 3)
+
+
+def test_a_deferred_handler_runs_after_the_answer_in_each_calls_order(store_url: str) -> None:
+    release = threading.Event()
+    first_started = threading.Event()
+    heard: list[tuple[str, int]] = []
+
+    @on.tone(deferred=True)
+    def slow(call: Any, sequence_id: int) -> None:
+        first_started.set()
+        assert release.wait(10), "the test never released the handler"
+        heard.append((call.id, sequence_id))
+
+    app = make_app(store_url)
+    client = app.test_client()
+    call_a, call_b = new_id(), new_id()
+    response = client.post("/api/calls", json=envelope(tone_notification(call_a, "tone1", 1)))
+    assert response.status_code == 202  # answered...
+    assert first_started.wait(10)
+    assert not release.is_set() and heard == []  # ...while the handler is still blocked
+    for sequence in range(2, 12):
+        assert client.post("/api/calls", json=envelope(tone_notification(call_a, "tone1", sequence))).status_code == 202
+        assert client.post("/api/calls", json=envelope(tone_notification(call_b, "tone2", sequence))).status_code == 202
+    release.set()
+    delivery = app.extensions[EXTENSION].delivery
+    delivery.drain()
+    assert [s for c, s in heard if c == call_a] == list(range(1, 12))
+    assert [s for c, s in heard if c == call_b] == list(range(2, 12))
+    assert delivery.store.pending_events() == 0
+
+
+def test_slow_handlers_are_logged_and_counted(store_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    @on.call_state("incoming")
+    def sluggish(call: Any) -> None:
+        time.sleep(0.08)
+
+    app = make_app(store_url, SLOW_HANDLER_SECONDS=0.02)
+    with caplog.at_level(logging.WARNING, logger="webhook.delivery"):
+        app.test_client().post("/api/calls", json=envelope(incoming_call(new_id())))
+    name = f"{__name__}.test_slow_handlers_are_logged_and_counted.<locals>.sluggish"
+    assert f"handler {name} took" in caplog.text
+    stats = app.extensions[EXTENSION].delivery.stats[name]
+    assert (stats.calls, stats.failures) == (1, 0)
+    assert stats.slowest >= 0.08
+
+
+def test_events_nobody_listens_to_skip_the_outbox_and_delivered_ones_leave_it(store_url: str) -> None:
+    app = make_app(store_url)
+    store = app.extensions[EXTENSION].store
+    app.test_client().post("/api/calls", json=envelope(incoming_call(new_id())))
+    assert store.pending_events() == 0
+    on.call_state("established")(lambda call: None)
+    app.test_client().post("/api/calls", json=envelope(call_notification(new_id(), "established")))
+    assert store.pending_events() == 0
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_handler_gets_its_transition_after_restart(tmp_path: Path) -> None:
+    marks = tmp_path / "marks.jsonl"
+    block = tmp_path / "block"
+    block.touch()
+    store_path = tmp_path / "calls.sqlite3"
+    env = {
+        "WEBHOOK_AUTH": "disabled",
+        "WEBHOOK_STORE_URL": f"sqlite:///{store_path}",
+        "WEBHOOK_ADMIN_TOKEN": ADMIN_TOKEN,
+        "WEBHOOK_PLUGINS": "tests.apps.blocking_plugin",
+        "WEBHOOK_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "MARKS_FILE": str(marks),
+        "BLOCK_FILE": str(block),
+    }
+    server = Gunicorn("webhook:create_app()", workers=2, env=env, log=tmp_path / "gunicorn.log")
+    try:
+        server.wait_ready("/api/calls?limit=1", {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        call_id = new_id()
+        body = envelope(call_notification(call_id, "established"))
+        poster = threading.Thread(target=send_all, args=(server.url + "/api/calls", [body]), daemon=True)
+        poster.start()
+        started = wait_for_mark(marks, "started", call_id)
+        os.kill(started["pid"], signal.SIGKILL)  # between applying the transition and finishing its handler
+        block.unlink()  # the next attempt, in another process, may finish
+        done = wait_for_mark(marks, "done", call_id, timeout=60)
+        assert done["pid"] != started["pid"]
+        assert SQLiteStore(store_path).get(call_id).state == "established"
+        deadline = time.monotonic() + 10
+        while SQLiteStore(store_path).pending_events() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert SQLiteStore(store_path).pending_events() == 0
+    finally:
+        server.stop()
+
+
+def wait_for_mark(marks: Path, what: str, call_id: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if marks.exists():
+            for line in marks.read_text().splitlines():
+                mark = json.loads(line)
+                if mark["what"] == what and mark["call"] == call_id:
+                    return mark
+        time.sleep(0.05)
+    raise AssertionError(f"no {what!r} mark for {call_id} in {timeout}s: {marks.read_text() if marks.exists() else ''}")

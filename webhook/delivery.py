@@ -1,0 +1,265 @@
+"""Handing committed events to their receivers: isolated, timed, deferred when asked, and never lost.
+
+- Each receiver runs isolated (see :class:`~webhook.signals.IsolatedSignal`); one that raises is logged,
+  reported on ``handler_failed`` and recorded durably in the store, where ``comms-webhook failures`` lists and
+  retries it.
+- Handlers registered with ``deferred=True`` run after the response, on a small pool inside the worker; one
+  call's events reach them in the order they were committed (one lane per call). The pool drains on shutdown.
+- At least once: events with receivers are in the store's outbox, leased to this process, until every receiver
+  has run. A sweeper claims the events of processes that died (same host) or whose lease expired, at start-up
+  and every ``sweep_seconds``, and delivers them again.
+- Per-handler figures (calls, failures, seconds) are kept in :attr:`Delivery.stats`; a handler slower than
+  ``slow_seconds`` is logged as a warning with its name.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+import weakref
+import zlib
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import WebhookError
+from .model import Failure
+from .outbox import decode_event, encode_event
+from .signals import SIGNALS, IsolatedSignal, receiver_name
+from .state import Event
+from .store.base import CallStore
+
+logger = logging.getLogger("webhook.delivery")
+
+
+@dataclass
+class HandlerStats:
+    calls: int = 0
+    failures: int = 0
+    seconds: float = 0.0
+    slowest: float = 0.0
+
+
+_HOST = socket.gethostname()
+_TOKEN = uuid.uuid4().hex[:8]
+
+
+def process_owner() -> str:
+    """This process as an outbox owner: ``host:pid:token`` (the pid changes after a fork)."""
+    return f"{_HOST}:{os.getpid()}:{_TOKEN}"
+
+
+def owner_is_dead(owner: str) -> bool:
+    """True when ``owner`` was a process on this host that no longer runs. Other hosts: see the lease."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != _HOST or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner != process_owner()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class Lanes:
+    """Single-threaded lanes: a call always uses the same lane, so its tasks run in submission order."""
+
+    def __init__(self, count: int) -> None:
+        self._lanes = [ThreadPoolExecutor(1, thread_name_prefix=f"webhook-deferred-{i}") for i in range(count)]
+
+    def submit(self, key: str, task: Callable[[], None]) -> None:
+        self._lanes[zlib.crc32(key.encode()) % len(self._lanes)].submit(task)
+
+    def drain(self) -> None:
+        """Wait for every submitted task; new submissions are refused afterwards."""
+        for lane in self._lanes:
+            lane.shutdown(wait=True)
+
+
+def _lane_key(event: Event) -> str:
+    """The call an event is about: its events share a lane, hence an order."""
+    holder = event.kwargs.get("call") or event.kwargs.get("notification")
+    return str(getattr(holder, "id", None) or getattr(holder, "call_id", None) or "")
+
+
+_DELIVERIES: weakref.WeakSet[Delivery] = weakref.WeakSet()
+
+
+def drain_all() -> None:
+    """Drain the deferred handlers of every app in this process (gunicorn's ``worker_exit`` calls this)."""
+    for delivery in list(_DELIVERIES):
+        delivery.drain()
+
+
+class Delivery:
+    """Delivers committed events for one app (one store)."""
+
+    def __init__(
+        self,
+        store: CallStore,
+        *,
+        slow_seconds: float = 2.0,
+        deferred_workers: int = 4,
+        lease_seconds: float = 300.0,
+        sweep_seconds: float = 30.0,
+        clock: Callable[[], str],
+    ) -> None:
+        self.store = store
+        self.slow_seconds = slow_seconds
+        self.lease_seconds = lease_seconds
+        self.sweep_seconds = sweep_seconds
+        self.clock = clock
+        self.stats: dict[str, HandlerStats] = {}
+        self._stats_lock = threading.Lock()
+        self._lanes: Lanes | None = None
+        self._lanes_pid: int | None = None
+        self._deferred_workers = deferred_workers
+        self._sweeper_pid: int | None = None
+        _DELIVERIES.add(self)
+
+    # What the store needs to know
+
+    def needs_delivery(self, event: Event) -> bool:
+        """Only events someone listens to go through the outbox."""
+        return any(True for _ in SIGNALS[event.name].receivers_for(event.sender))
+
+    def lease_until(self) -> float:
+        return time.time() + self.lease_seconds
+
+    # Delivering
+
+    def deliver(self, events: Iterable[Event]) -> None:
+        """Run the receivers of each event; complete the outbox rows of events fully delivered."""
+        done: list[int] = []
+        for event in events:
+            if self._deliver_one(event) and event.id is not None:
+                done.append(event.id)
+        self._complete(done)
+
+    def _deliver_one(self, event: Event) -> bool:
+        """Run inline receivers now and queue deferred ones; True when nothing is left to run."""
+        signal = SIGNALS[event.name]
+        receivers = list(signal.receivers_for(event.sender))
+        deferred = [r for r in receivers if getattr(r, "deferred", False)]
+        for receiver in receivers:
+            if receiver not in deferred:
+                self.run(signal, receiver, event)
+        if not deferred:
+            return True
+        self._get_lanes().submit(_lane_key(event), lambda: self._run_deferred(signal, deferred, event))
+        return False
+
+    def _run_deferred(self, signal: IsolatedSignal, receivers: list[Any], event: Event) -> None:
+        for receiver in receivers:
+            self.run(signal, receiver, event)
+        if event.id is not None:
+            self._complete([event.id])
+
+    def run(self, signal: IsolatedSignal, receiver: Callable[..., Any], event: Event, *, record: bool = True) -> str:
+        """Run one receiver on one event, timed; return "" or the traceback of its failure (recorded)."""
+        started = time.perf_counter()
+        _, error = signal.call_receiver(receiver, event.sender, event.kwargs)
+        elapsed = time.perf_counter() - started
+        name = receiver_name(receiver)
+        with self._stats_lock:
+            stats = self.stats.setdefault(name, HandlerStats())
+            stats.calls += 1
+            stats.seconds += elapsed
+            stats.slowest = max(stats.slowest, elapsed)
+            if error is not None:
+                stats.failures += 1
+        if elapsed > self.slow_seconds:
+            logger.warning("handler %s took %.2fs on %s (limit %.2fs)", name, elapsed, signal.name, self.slow_seconds)
+        if error is None:
+            return ""
+        trace = "".join(traceback.format_exception(error))
+        if record:
+            call = event.kwargs.get("call")
+            try:
+                self.store.record_failure(
+                    getattr(call, "id", None), name, signal.name, encode_event(event), trace, self.clock()
+                )
+            except WebhookError as exc:
+                logger.error("could not record the failure of %s: %s", name, exc.message)
+        return trace
+
+    def _complete(self, event_ids: list[int]) -> None:
+        if not event_ids:
+            return
+        try:
+            self.store.complete(event_ids)
+        except WebhookError as exc:
+            # The events stay leased; after the lease they are delivered again (handlers are idempotent).
+            logger.error("could not complete delivered events %s: %s", event_ids, exc.message)
+
+    def _get_lanes(self) -> Lanes:
+        if self._lanes is None or self._lanes_pid != os.getpid():
+            self._lanes = Lanes(self._deferred_workers)
+            self._lanes_pid = os.getpid()
+            atexit.register(self._lanes.drain)
+        return self._lanes
+
+    def drain(self) -> None:
+        """Wait until every deferred handler queued in this process has run (graceful shutdown)."""
+        if self._lanes is not None and self._lanes_pid == os.getpid():
+            self._lanes.drain()
+            self._lanes = None
+
+    # Recovering
+
+    def recover(self) -> int:
+        """Claim and deliver the events of dead processes and expired leases; return how many."""
+        events = self.store.claim_orphans(process_owner(), time.time(), self.lease_until(), owner_is_dead)
+        if events:
+            logger.warning("delivering %d event(s) left undelivered by a process that stopped", len(events))
+            self.deliver(events)
+        return len(events)
+
+    def start_sweeper(self) -> None:
+        """Recover now, then every ``sweep_seconds``, in a daemon thread of this process (0 disables it)."""
+        if self.sweep_seconds <= 0 or self._sweeper_pid == os.getpid():
+            return
+        self._sweeper_pid = os.getpid()
+        reference = weakref.ref(self)
+
+        def sweep() -> None:
+            while True:
+                delivery = reference()
+                if delivery is None:
+                    return
+                try:
+                    delivery.recover()
+                except WebhookError as exc:
+                    logger.error("outbox sweep failed: %s", exc.message)
+                interval = delivery.sweep_seconds
+                del delivery
+                time.sleep(interval)
+
+        threading.Thread(target=sweep, name="webhook-outbox-sweeper", daemon=True).start()
+
+    # Failures
+
+    def retry(self, failure: Failure) -> str:
+        """Run the failed handler again on its event; return "" on success or the new traceback."""
+        event = decode_event(failure.event)
+        signal = SIGNALS[failure.signal]
+        receiver = next((r for r in signal.receivers_for(event.sender) if receiver_name(r) == failure.handler), None)
+        if receiver is None:
+            error = f"handler {failure.handler} is not connected to {failure.signal}: is its plugin loaded?"
+        else:
+            error = self.run(signal, receiver, event, record=False)
+        self.store.update_failure(failure.id, resolved=not error, error=error or None, now=self.clock())
+        return error
