@@ -65,7 +65,9 @@ def free_port() -> int:
 class Gunicorn:
     """A real gunicorn master serving ``app`` on 127.0.0.1, started and stopped by the test."""
 
-    def __init__(self, app: str, *, workers: int, env: dict[str, str], log: Path, threads: int = 1) -> None:
+    def __init__(
+        self, app: str, *, workers: int, env: dict[str, str], log: Path, threads: int = 1, config: Path | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -81,6 +83,7 @@ class Gunicorn:
             str(threads),
             "--chdir",
             str(ROOT),
+            *(["--config", str(config)] if config is not None else []),
             app,
         ]
         self._log_file = log.open("wb")

@@ -24,7 +24,7 @@ from webhook.simulate import send_all
 from webhook.store import SQLiteStore
 
 from .conftest import ADMIN_TOKEN
-from .support import Gunicorn
+from .support import ROOT, Gunicorn
 
 
 def make_app(store_url: str, **settings: Any) -> Any:
@@ -190,3 +190,31 @@ def wait_for_mark(marks: Path, what: str, call_id: str, timeout: float = 30) -> 
                     return mark
         time.sleep(0.05)
     raise AssertionError(f"no {what!r} mark for {call_id} in {timeout}s: {marks.read_text() if marks.exists() else ''}")
+
+
+@pytest.mark.slow
+def test_graceful_shutdown_drains_deferred_handlers(tmp_path: Path) -> None:
+    marks = tmp_path / "marks.txt"
+    env = {
+        "WEBHOOK_AUTH": "disabled",
+        "WEBHOOK_STORE_URL": f"sqlite:///{tmp_path / 'calls.sqlite3'}",
+        "WEBHOOK_ADMIN_TOKEN": ADMIN_TOKEN,
+        "WEBHOOK_PLUGINS": "tests.apps.slow_deferred_plugin",
+        "WEBHOOK_DISABLE_PLUGIN_AUTOLOAD": "1",
+        "MARKS_FILE": str(marks),
+    }
+    server = Gunicorn(
+        "webhook:create_app()",
+        workers=1,
+        env=env,
+        log=tmp_path / "gunicorn.log",
+        config=ROOT / "deploy" / "gunicorn.conf.py",
+    )
+    call_id = new_id()
+    try:
+        server.wait_ready("/api/calls?limit=1", {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert send_all(server.url + "/api/calls", [envelope(incoming_call(call_id))]) == [202]
+        assert not marks.exists()  # answered before the deferred handler finished
+    finally:
+        server.stop()  # SIGTERM: a graceful shutdown
+    assert marks.read_text() == f"greeted {call_id}\n"
