@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from webhook import create_app
 from webhook.plugins import HANDLERS
 from webhook.signals import SIGNALS
 
-from .support import Gunicorn
+from .support import Gunicorn, RedisServer, redis_answers
 
 ADMIN_TOKEN = "admin-secret-for-tests"
 
@@ -133,3 +135,49 @@ def counting_server(tmp_path: Path) -> Iterator[tuple[Gunicorn, Path]]:
         yield server, count_file
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis for the tests: $COMMS_WEBHOOK_TEST_REDIS_URL, else 127.0.0.1:6379 when it answers, else a
+    redis-server started for the session. Without any, the Redis tests skip, except where
+    COMMS_WEBHOOK_REQUIRE_REDIS=1 (CI) makes that a failure."""
+    url = os.environ.get("COMMS_WEBHOOK_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    if redis_answers(url):
+        yield url
+        return
+    if shutil.which("redis-server"):
+        server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+        try:
+            yield server.url
+        finally:
+            server.stop()
+        return
+    reason = f"no Redis answers at {url} and redis-server is not installed"
+    if os.environ.get("COMMS_WEBHOOK_REQUIRE_REDIS") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def redis_prefix(redis_server: str) -> Iterator[str]:
+    """A key prefix of this test's own in the shared Redis; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"comms-webhook-test-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.Redis.from_url(redis_server)
+    keys = list(client.scan_iter(f"{prefix}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def any_store_settings(request: pytest.FixtureRequest, store_url: str) -> dict[str, str]:
+    """Settings for each store engine in turn: one contract, two stores."""
+    if request.param == "sqlite":
+        return {"STORE_URL": store_url}
+    return {
+        "STORE_URL": request.getfixturevalue("redis_server"),
+        "REDIS_PREFIX": request.getfixturevalue("redis_prefix"),
+    }

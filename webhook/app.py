@@ -72,7 +72,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             "WEBHOOK_AUTH=disabled: callbacks are NOT authenticated. Anyone who can reach this URL can inject "
             "call notifications. Use this for local trials only, never in production."
         )
-    store = open_store(settings.store_url, timeout=settings.store_timeout_seconds)
+    store = open_store(settings.store_url, **settings.store_options())
     delivery = Delivery(
         store,
         slow_seconds=settings.slow_handler_seconds,

@@ -30,7 +30,7 @@ def _serve(args: argparse.Namespace) -> int:
     # Validate settings and open the store once here, so a mistake is one clear message, not one per worker.
     settings = load_settings()
     settings.check_auth()
-    open_store(settings.store_url, timeout=settings.store_timeout_seconds).close()
+    open_store(settings.store_url, **settings.store_options()).close()
     argv = [
         sys.executable,
         "-m",
@@ -53,7 +53,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _calls(args: argparse.Namespace) -> int:
     settings = load_settings()
-    store = open_store(settings.store_url, timeout=settings.store_timeout_seconds)
+    store = open_store(settings.store_url, **settings.store_options())
     state = canonical_enum(args.state, CALL_STATES) if args.state else None
     calls = store.list_calls(state, args.limit, active=args.active)
     if args.json:
@@ -70,7 +70,7 @@ def _calls(args: argparse.Namespace) -> int:
 
 def _call(args: argparse.Namespace) -> int:
     settings = load_settings()
-    store = open_store(settings.store_url, timeout=settings.store_timeout_seconds)
+    store = open_store(settings.store_url, **settings.store_options())
     call = store.get(canonical_id(args.call_id))
     if call is None:
         print(f"no call {args.call_id} in {settings.store_url}", file=sys.stderr)

@@ -126,6 +126,39 @@ def get_call(call_id: str) -> Response:
     return jsonify(call.to_dict())
 
 
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is alive and serving."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Ready to accept Graph's callbacks: the store answers, signing keys are loaded or loadable, plugins loaded.
+
+    200 or 503, with each check's result; a load balancer should stop sending to an instance that is not ready.
+    """
+    state = webhook_state()
+    checks: dict[str, dict[str, Any]] = {}
+    try:
+        state.store.ping()
+        checks["store"] = {"ok": True, "url": state.store.url}
+    except WebhookError as exc:
+        checks["store"] = {"ok": False, "error": exc.message}
+    if state.verifier is None:
+        checks["signingKeys"] = {"ok": True, "detail": "authentication disabled"}
+    else:
+        keys = state.verifier.keys
+        try:
+            snapshot = keys.snapshot or keys.load()
+            checks["signingKeys"] = {"ok": True, "keys": len(snapshot.keys)}
+        except WebhookError as exc:
+            checks["signingKeys"] = {"ok": False, "error": exc.message}
+    checks["plugins"] = {"ok": True, "loaded": [plugin.name for plugin in state.plugins]}
+    ready = all(check["ok"] for check in checks.values())
+    return jsonify({"status": "ready" if ready else "not ready", "checks": checks}), 200 if ready else 503
+
+
 def _error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
     response = jsonify({"error": code, "message": message, "details": details or {}})
     response.status_code = status

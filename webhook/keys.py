@@ -131,6 +131,13 @@ class KeyCache:
             )
         return snapshot.keys.get(kid)
 
+    def load(self) -> KeySnapshot:
+        """The current keys, fetched now if there are none (within the refetch limit); for readiness checks."""
+        snapshot = self.snapshot or self._refresh(reason="readiness check")
+        if snapshot is None:
+            raise KeysUnavailable(f"Graph's signing keys could not be fetched from {self.config_url}.")
+        return snapshot
+
     def _refresh(self, *, reason: str) -> KeySnapshot | None:
         with self._lock:
             now = self.clock()

@@ -141,6 +141,13 @@ SETTINGS: tuple[Setting, ...] = (
         "At most one refetch per this many seconds for unknown key ids or after a failed refresh.",
     ),
     Setting("KEY_FETCH_TIMEOUT_SECONDS", _positive_float, 5.0, "Timeout of each request to the key server."),
+    Setting(
+        "RETENTION_SECONDS",
+        _positive_float,
+        7 * 24 * 3600.0,
+        "Redis: how long an ended call is kept (active calls never expire).",
+    ),
+    Setting("REDIS_PREFIX", _text, "comms-webhook", "Redis: the prefix of every key, to share a database."),
     Setting("PLUGINS", _names, (), "Plugins to load, in order: module or module:object, comma-separated."),
     Setting(
         "DISABLE_PLUGIN_AUTOLOAD",
@@ -188,6 +195,8 @@ class Settings:
     jwks_refresh_seconds: float
     jwks_min_refetch_seconds: float
     key_fetch_timeout_seconds: float
+    retention_seconds: float
+    redis_prefix: str
     plugins: tuple[str, ...]
     disable_plugin_autoload: bool
     slow_handler_seconds: float
@@ -208,6 +217,14 @@ class Settings:
         if parsed["store_url"] is None:
             parsed["store_url"] = f"sqlite:///{Path(instance_path) / DEFAULT_DATABASE}"
         return cls(**parsed)
+
+    def store_options(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`webhook.store.open_store` these settings call for."""
+        return {
+            "timeout": self.store_timeout_seconds,
+            "retention_seconds": self.retention_seconds,
+            "prefix": self.redis_prefix,
+        }
 
     def check_auth(self) -> None:
         """Raise :class:`ConfigError` when the receiver cannot verify tokens as configured."""

@@ -168,13 +168,22 @@ def delivery(scenarios: list[Scenario], *, copies: int = 2, seed: int = 0) -> li
 
 
 def send_all(
-    url: str, bodies: Sequence[JSON], *, concurrency: int = 16, headers: dict[str, str] | None = None
+    url: str | Sequence[str],
+    bodies: Sequence[JSON],
+    *,
+    concurrency: int = 16,
+    headers: dict[str, str] | None = None,
+    seed: int = 0,
 ) -> list[int]:
-    """POST every body to ``url`` from ``concurrency`` threads; return the status of each, in body order.
+    """POST every body from ``concurrency`` threads; return the status of each, in body order.
 
-    A connection error counts as status 0. The threads take bodies from one shared queue, so delivery order
-    across threads is the order given, interleaved as the server answers.
+    ``url`` may be several receivers: each body then goes to one of them at random (reproducible by ``seed``),
+    as a load balancer would spread Graph's callbacks. A connection error counts as status 0. The threads take
+    bodies from one shared queue, in the order given, interleaved as the servers answer.
     """
+    urls = [url] if isinstance(url, str) else list(url)
+    rng = random.Random(seed)
+    targets = [urls[0] if len(urls) == 1 else rng.choice(urls) for _ in bodies]
     statuses = [0] * len(bodies)
     next_index = iter(range(len(bodies)))
     lock = threading.Lock()
@@ -187,7 +196,7 @@ def send_all(
             if index is None:
                 return
             request = urllib.request.Request(
-                url, data=json.dumps(bodies[index]).encode(), headers=sent_headers, method="POST"
+                targets[index], data=json.dumps(bodies[index]).encode(), headers=sent_headers, method="POST"
             )
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:

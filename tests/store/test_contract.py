@@ -1,0 +1,140 @@
+"""One contract, two stores: every test here runs on SQLite and on Redis."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from typing import Any
+
+import pytest
+
+from webhook import create_app
+from webhook.builders import call_ended, call_notification, envelope, incoming_call, new_id
+from webhook.schemas import load_notifications
+from webhook.simulate import SCENARIOS, delivery
+from webhook.store import CallStore, open_store
+
+from ..conftest import ADMIN_TOKEN, Recorder
+from ..support import history_states, is_subsequence
+
+NOW = "2026-01-01T00:00:00.000Z"
+
+
+def open_for(settings: dict[str, str]) -> CallStore:
+    return open_store(settings["STORE_URL"], prefix=settings.get("REDIS_PREFIX", "comms-webhook"))
+
+
+@pytest.fixture
+def store(any_store_settings: dict[str, str]) -> CallStore:
+    return open_for(any_store_settings)
+
+
+def apply_all(store: CallStore, *bodies: dict[str, Any], **options: Any) -> list[Any]:
+    return [store.apply(n, NOW, **options) for body in bodies for n in load_notifications(body)]
+
+
+def test_calls_are_kept_listed_by_state_and_survive_reopening(
+    store: CallStore, any_store_settings: dict[str, str]
+) -> None:
+    ringing, up, ended = new_id(), new_id(), new_id()
+    apply_all(store, envelope(incoming_call(ringing)), envelope(incoming_call(up)), envelope(incoming_call(ended)))
+    apply_all(store, envelope(call_notification(up, "established")), envelope(call_ended(ended)))
+    reopened = open_for(any_store_settings)
+    call = reopened.get(up)
+    assert call is not None
+    assert history_states(call) == ["incoming", "established"]
+    assert [c.id for c in reopened.list_calls("incoming")] == [ringing]
+    assert [c.id for c in reopened.list_calls("established")] == [up]
+    assert [c.id for c in reopened.list_calls("terminated")] == [ended]
+    assert {c.id for c in reopened.list_calls(active=True)} == {ringing, up}
+    assert {c.id for c in reopened.list_calls()} == {ringing, up, ended}
+    assert len(reopened.list_calls(limit=2)) == 2
+    assert reopened.get(new_id()) is None
+
+
+def _apply_in_process(args: tuple[dict[str, str], str, int]) -> int:
+    settings, call_id, copies = args
+    store = open_for(settings)
+    (notification,) = load_notifications(envelope(call_notification(call_id, "established")))
+    return sum(len(store.apply(notification, NOW).events) for _ in range(copies))
+
+
+def test_the_same_transition_from_eight_processes_is_applied_once(any_store_settings: dict[str, str]) -> None:
+    call_id = new_id()
+    open_for(any_store_settings)  # create the schema before the race
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        events = pool.map(_apply_in_process, [(any_store_settings, call_id, 5)] * 8)
+    assert sum(events) == 1
+    call = open_for(any_store_settings).get(call_id)
+    assert call is not None
+    assert (call.duplicates, len(call.history)) == (39, 1)
+
+
+def test_events_with_receivers_wait_in_the_outbox_until_completed(store: CallStore) -> None:
+    call_id = new_id()
+    (decision,) = apply_all(store, envelope(incoming_call(call_id)), owner="me", lease_until=time.time() + 60)
+    (event,) = decision.events
+    assert event.id is not None
+    assert store.pending_events() == 1
+    # A live owner within its lease keeps its events.
+    assert store.claim_orphans("other", time.time(), time.time() + 60, lambda owner: False) == []
+    store.complete([event.id])
+    assert store.pending_events() == 0
+    (skipped,) = apply_all(store, envelope(call_ended(call_id)), needs_delivery=lambda e: False)
+    assert [e.id for e in skipped.events] == [None]
+    assert store.pending_events() == 0
+
+
+def test_orphaned_events_are_claimed_once_with_their_call_and_notification(store: CallStore) -> None:
+    call_id = new_id()
+    apply_all(store, envelope(incoming_call(call_id)), owner="dead-process", lease_until=time.time() + 60)
+    apply_all(store, envelope(call_ended(call_id)), owner="expired", lease_until=time.time() - 1)
+    claimed = store.claim_orphans("me", time.time(), time.time() + 60, lambda owner: owner == "dead-process")
+    assert sorted(e.sender for e in claimed) == ["incoming", "terminated"]
+    ended = next(e for e in claimed if e.sender == "terminated")
+    assert ended.kwargs["call"].id == call_id
+    assert ended.kwargs["notification"].change_type == "deleted"
+    assert ended.kwargs["end_reason"] == "The call ended."
+    # Claimed rows are now "me"'s, leased: nobody else takes them, and neither does "me" again.
+    assert store.claim_orphans("third", time.time(), time.time() + 60, lambda owner: False) == []
+    assert store.claim_orphans("me", time.time(), time.time() + 60, lambda owner: True) == []
+    store.complete([e.id for e in claimed if e.id is not None])
+    assert store.pending_events() == 0
+
+
+def test_failures_are_recorded_retried_and_resolved(store: CallStore) -> None:
+    first = store.record_failure("c1", "mod.handler", "call_state_changed", '{"e": 1}', "Traceback: boom", NOW)
+    second = store.record_failure(None, "mod.other", "tone_received", '{"e": 2}', "Traceback: bang", NOW)
+    assert [f.id for f in store.failures()] == [first, second]
+    store.update_failure(first, resolved=False, error="Traceback: boom again", now="later")
+    failure = store.failure(first)
+    assert failure is not None
+    assert (failure.attempts, failure.status, failure.error, failure.last_at) == (
+        2,
+        "pending",
+        "Traceback: boom again",
+        "later",
+    )
+    store.update_failure(first, resolved=True, error=None, now="later still")
+    assert [f.id for f in store.failures()] == [second]
+    assert [f.status for f in store.failures(include_resolved=True)] == ["resolved", "pending"]
+    assert store.failure(10_000) is None
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_lifecycles_duplicated_and_shuffled_through_the_endpoint(
+    any_store_settings: dict[str, str], recorder: Recorder, name: str
+) -> None:
+    app = create_app({"AUTH": "disabled", "ADMIN_TOKEN": ADMIN_TOKEN, **any_store_settings})
+    client = app.test_client()
+    scenarios = [SCENARIOS[name](new_id()) for _ in range(5)]
+    for body in delivery(scenarios, copies=2, seed=3):
+        assert client.post("/api/calls", json=body).status_code == 202
+    for scenario in scenarios:
+        call = client.get(
+            f"/api/calls/{scenario.call_id}", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        ).get_json()
+        assert call["state"] == scenario.final_state
+        assert is_subsequence(history_states(call), scenario.states)
+        heard = [s for n, s, kw in recorder.sent if n == "call_state_changed" and kw["call"].id == scenario.call_id]
+        assert heard == history_states(call)

@@ -1,0 +1,297 @@
+"""The shared store: Redis, for several receiver instances behind a load balancer.
+
+The same contract as SQLite, with the same brain: :func:`~webhook.state.decide` runs in Python between
+``WATCH`` on the call's key and ``MULTI``/``EXEC``. If another process changes the call in between, ``EXEC``
+fails and the notification is decided again on what that process wrote, so each transition is applied, and its
+events returned, exactly once across every process on every instance. The call, its indexes and its outbox rows
+are written by one ``EXEC``: a call is never half-written.
+
+Keys (``PREFIX`` defaults to ``comms-webhook``)::
+
+    PREFIX:call:{id}            the call's document (JSON); ended calls expire after RETENTION_SECONDS
+    PREFIX:calls                sorted set of every call id, by last update (ms)
+    PREFIX:state:{state}        sorted set of the call ids in that state, by last update
+    PREFIX:active               sorted set of the calls not ended, by last update
+    PREFIX:outbox               hash id -> event;  PREFIX:outbox:owner  hash id -> owner
+    PREFIX:outbox:lease         sorted set id -> lease end (epoch seconds)
+    PREFIX:failures             hash id -> failure (JSON); PREFIX:failures:pending / :all  sorted sets of ids
+
+Every Redis error (unreachable, timeout, loading...) becomes :class:`~webhook.errors.StoreUnavailable` (503):
+Graph retries, and the client reconnects by itself when Redis is back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis
+from redis.exceptions import RedisError, WatchError
+
+from ..errors import StoreError, StoreUnavailable
+from ..model import Call, Failure, Notification
+from ..outbox import decode_event, encode_event
+from ..state import Decision, Event, decide
+from .base import CallStore, NeedsDelivery, _always
+
+_MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call
+
+# Lease an outbox row to a new owner only if nobody claimed it since we looked (compare and set).
+_CLAIM = """
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return false end
+local event = redis.call('HGET', KEYS[3], ARGV[1])
+if not event then return false end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return event
+"""
+
+
+def masked_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+class RedisStore(CallStore):
+    """A :class:`CallStore` on Redis (``redis://`` or ``rediss://``, password and db in the URL)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 2.0,
+        retention_seconds: float = 7 * 24 * 3600,
+        prefix: str = "comms-webhook",
+    ) -> None:
+        self.url = masked_url(url)
+        self.retention_seconds = retention_seconds
+        self.prefix = prefix
+        # Short timeouts: a stuck Redis must answer 503 well before gunicorn or Graph give up on the request.
+        # Typed as Any: redis-py's own annotations cannot express decode_responses=True.
+        self.client: Any = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_timeout=timeout,
+            socket_connect_timeout=min(timeout, 1.0),
+            health_check_interval=30,
+        )
+        self._claim = self.client.register_script(_CLAIM)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"the Redis store {self.url} is unavailable: {exc}") from exc
+
+    # Calls
+
+    def apply(
+        self,
+        notification: Notification,
+        now: str,
+        *,
+        owner: str = "",
+        lease_until: float = 0.0,
+        needs_delivery: NeedsDelivery = _always,
+    ) -> Decision:
+        call_key = self.key("call", notification.call_id)
+        with self._errors():
+            for _ in range(_MAX_ATTEMPTS):
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(call_key)
+                        raw = pipe.get(call_key)
+                        current = Call.from_dict(json.loads(raw)) if raw else None
+                        decision = decide(current, notification, now)
+                        wanted = [event for event in decision.events if needs_delivery(event)]
+                        # Ids are taken before MULTI; a retried attempt simply leaves gaps.
+                        ids = [int(pipe.incr(self.key("outbox", "seq"))) for _ in wanted] if wanted else []
+                        pipe.multi()
+                        if decision.call is not None:
+                            self._write_call(pipe, decision.call, current)
+                        for event_id, event in zip(ids, wanted, strict=True):
+                            key = str(event_id)
+                            pipe.hset(self.key("outbox"), key, encode_event(event))
+                            pipe.hset(self.key("outbox", "owner"), key, owner)
+                            pipe.zadd(self.key("outbox", "lease"), {key: lease_until})
+                        pipe.execute()
+                    except WatchError:
+                        continue
+                numbers = iter(ids)
+                events = tuple(
+                    replace(event, id=next(numbers)) if any(event is w for w in wanted) else event
+                    for event in decision.events
+                )
+                return replace(decision, events=events)
+        raise StoreUnavailable(
+            f"call {notification.call_id} changed {_MAX_ATTEMPTS} times while this notification was applied; retry"
+        )
+
+    def _write_call(self, pipe: Any, call: Call, previous: Call | None) -> None:
+        call_id = call.id
+        score = time.time() * 1000
+        doc = json.dumps(call.to_dict())
+        if call.state == "terminated":
+            pipe.set(self.key("call", call_id), doc, ex=int(self.retention_seconds))
+            pipe.zrem(self.key("active"), call_id)
+            # Forget index entries of calls whose documents have expired.
+            horizon = score - self.retention_seconds * 1000
+            pipe.zremrangebyscore(self.key("calls"), "-inf", horizon)
+            pipe.zremrangebyscore(self.key("state", "terminated"), "-inf", horizon)
+        else:
+            pipe.set(self.key("call", call_id), doc)  # no expiry while the call is active
+            pipe.zadd(self.key("active"), {call_id: score})
+        if previous is not None and previous.state is not None and previous.state != call.state:
+            pipe.zrem(self.key("state", previous.state), call_id)
+        if call.state is not None:
+            pipe.zadd(self.key("state", call.state), {call_id: score})
+        pipe.zadd(self.key("calls"), {call_id: score})
+
+    def get(self, call_id: str) -> Call | None:
+        with self._errors():
+            raw = self.client.get(self.key("call", call_id))
+        return Call.from_dict(json.loads(raw)) if raw else None
+
+    def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
+        index = self.key("state", state) if state is not None else self.key("active" if active else "calls")
+        with self._errors():
+            ids: list[str] = self.client.zrevrange(index, 0, limit * 2 + 10)
+            docs = self.client.mget([self.key("call", call_id) for call_id in ids]) if ids else []
+            expired = [call_id for call_id, doc in zip(ids, docs, strict=True) if doc is None]
+            if expired:
+                self.client.zrem(index, *expired)
+        calls = [Call.from_dict(json.loads(doc)) for doc in docs if doc is not None]
+        if state is None and active:
+            calls = [call for call in calls if call.state != "terminated"]
+        elif state is not None:
+            calls = [call for call in calls if call.state == state]
+        return calls[:limit]
+
+    # Outbox
+
+    def complete(self, event_ids: Iterable[int]) -> None:
+        keys = [str(event_id) for event_id in event_ids]
+        if not keys:
+            return
+        with self._errors(), self.client.pipeline(transaction=True) as pipe:
+            pipe.hdel(self.key("outbox"), *keys)
+            pipe.hdel(self.key("outbox", "owner"), *keys)
+            pipe.zrem(self.key("outbox", "lease"), *keys)
+            pipe.execute()
+
+    def claim_orphans(
+        self, owner: str, now: float, lease_until: float, is_dead: Callable[[str], bool], limit: int = 100
+    ) -> list[Event]:
+        with self._errors():
+            ids: list[str] = self.client.zrange(self.key("outbox", "lease"), 0, -1)
+            if not ids:
+                return []
+            owners = self.client.hmget(self.key("outbox", "owner"), ids)
+            leases = self.client.zmscore(self.key("outbox", "lease"), ids)
+            claimed: list[Event] = []
+            for event_id, row_owner, lease in zip(ids, owners, leases, strict=True):
+                if len(claimed) >= limit or row_owner is None:
+                    continue
+                if row_owner == owner or not ((lease or 0) < now or is_dead(row_owner)):
+                    continue
+                keys = [self.key("outbox", "owner"), self.key("outbox", "lease"), self.key("outbox")]
+                text = self._claim(keys=keys, args=[event_id, row_owner, owner, lease_until])
+                if text:
+                    claimed.append(decode_event(text, int(event_id)))
+        return claimed
+
+    def pending_events(self) -> int:
+        with self._errors():
+            return int(self.client.hlen(self.key("outbox")))
+
+    # Failures
+
+    def record_failure(self, call_id: str | None, handler: str, signal: str, event: str, error: str, now: str) -> int:
+        with self._errors():
+            failure_id = int(self.client.incr(self.key("failures", "seq")))
+            failure = Failure(failure_id, call_id, handler, signal, event, error, 1, "pending", now, now)
+            with self.client.pipeline(transaction=True) as pipe:
+                pipe.hset(self.key("failures"), str(failure_id), _failure_json(failure))
+                pipe.zadd(self.key("failures", "pending"), {str(failure_id): failure_id})
+                pipe.zadd(self.key("failures", "all"), {str(failure_id): failure_id})
+                pipe.execute()
+        return failure_id
+
+    def failures(self, *, include_resolved: bool = False, limit: int = 100) -> list[Failure]:
+        index = self.key("failures", "all" if include_resolved else "pending")
+        with self._errors():
+            ids = self.client.zrange(index, 0, limit - 1)
+            docs = self.client.hmget(self.key("failures"), ids) if ids else []
+        return [_failure_from_json(doc) for doc in docs if doc is not None]
+
+    def failure(self, failure_id: int) -> Failure | None:
+        with self._errors():
+            doc = self.client.hget(self.key("failures"), str(failure_id))
+        return _failure_from_json(doc) if doc else None
+
+    def update_failure(self, failure_id: int, *, resolved: bool, error: str | None, now: str) -> None:
+        key = self.key("failures")
+        with self._errors():
+            for _ in range(_MAX_ATTEMPTS):
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(key)
+                        doc = pipe.hget(key, str(failure_id))
+                        if doc is None:
+                            return
+                        failure = _failure_from_json(doc)
+                        failure = replace(
+                            failure,
+                            attempts=failure.attempts + 1,
+                            status="resolved" if resolved else "pending",
+                            error=error if error is not None else failure.error,
+                            last_at=now,
+                        )
+                        pipe.multi()
+                        pipe.hset(key, str(failure_id), _failure_json(failure))
+                        if resolved:
+                            pipe.zrem(self.key("failures", "pending"), str(failure_id))
+                        pipe.execute()
+                        return
+                    except WatchError:
+                        continue
+        raise StoreError(f"failure {failure_id} kept changing while it was updated")
+
+    def ping(self) -> None:
+        with self._errors():
+            self.client.ping()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _failure_json(failure: Failure) -> str:
+    return json.dumps({**failure.to_dict(), "event": failure.event})
+
+
+def _failure_from_json(raw: str) -> Failure:
+    doc = json.loads(raw)
+    return Failure(
+        id=doc["id"],
+        call_id=doc["callId"],
+        handler=doc["handler"],
+        signal=doc["signal"],
+        event=doc["event"],
+        error=doc["error"],
+        attempts=doc["attempts"],
+        status=doc["status"],
+        first_at=doc["firstAt"],
+        last_at=doc["lastAt"],
+    )
