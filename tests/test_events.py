@@ -89,11 +89,11 @@ def test_peer_p2p_flow_events_stay_exactly_once_when_duplicated_and_shuffled(dat
 @needs_captured
 @pytest.mark.parametrize("seed", range(8))
 def test_peer_p2p_flow_duplicated_and_shuffled_through_the_endpoint(
-    store_url: str, recorder: Recorder, seed: int
+    any_store_settings: dict[str, str], recorder: Recorder, seed: int
 ) -> None:
     bodies = simple_test() * 2
     random.Random(seed).shuffle(bodies)
-    client = create_app({"AUTH": "disabled", "STORE_URL": store_url}).test_client()
+    client = create_app({"AUTH": "disabled", **any_store_settings}).test_client()
     for body in bodies:
         assert client.post("/api/calls", json=body).status_code == 202
     heard = counts(recorder)
