@@ -23,11 +23,12 @@ ADMIN_TOKEN = "admin-secret-for-tests"
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No WEBHOOK_* variable of the developer's shell leaks into a test."""
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No WEBHOOK_* variable of the developer's shell leaks into a test; journals go to the test's folder."""
     for name in list(os.environ):
         if name.startswith("WEBHOOK_"):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("WEBHOOK_JOURNAL_DIR", str(tmp_path / "journal"))
 
 
 @pytest.fixture(autouse=True)

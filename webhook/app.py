@@ -11,6 +11,7 @@ from flask import Flask
 from . import http
 from .auth import Verifier
 from .delivery import Delivery
+from .journal import Journal
 from .keys import KeyCache
 from .plugins import load_plugins
 from .receiver import Receiver, utc_now
@@ -82,6 +83,14 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         clock=utc_now,
     )
     plugins = load_plugins(app, settings.plugins, autoload=not settings.disable_plugin_autoload)
+    journal = None
+    if settings.journal == "on" or settings.journal_rejected == "on":
+        journal = Journal(
+            settings.journal_dir,
+            max_bytes=settings.journal_max_bytes,
+            retention_days=settings.journal_retention_days,
+            fsync=settings.journal_fsync,
+        )
     app.extensions[http.EXTENSION] = http.WebhookState(
         settings=settings,
         store=store,
@@ -89,6 +98,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         verifier=build_verifier(settings),
         delivery=delivery,
         plugins=tuple(plugins),
+        journal=journal,
     )
     app.register_blueprint(http.bp)
     http.register_error_handlers(app)

@@ -8,20 +8,22 @@ unexpected exception is logged and answered 500 without a traceback.
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .auth import Verifier
 from .delivery import Delivery
 from .errors import AuthError, Forbidden, NotFound, PayloadTooLarge, RequestError, UnsupportedMediaType, WebhookError
+from .journal import Journal, correlation_headers
 from .model import CALL_STATES, Claims, canonical_enum
 from .plugins import LoadedPlugin
-from .receiver import Receiver, decode_body
+from .receiver import Receiver, decode_body, utc_now
 from .resources import canonical_id
 from .settings import Settings
 from .store.base import CallStore
@@ -44,6 +46,7 @@ class WebhookState:
     verifier: Verifier | None
     delivery: Delivery
     plugins: tuple[LoadedPlugin, ...]
+    journal: Journal | None = None
 
 
 def webhook_state() -> WebhookState:
@@ -67,11 +70,29 @@ def receive_notifications() -> tuple[str, int]:
     # A chunked body has no Content-Length: Werkzeug stops reading at MAX_CONTENT_LENGTH (limit + 1, set by
     # create_app) without complaint, so one byte over the limit is how an oversized stream shows itself.
     raw = request.get_data(cache=False)
+    g.webhook_body = raw  # for the journal of rejected requests
     if len(raw) > limit:
         raise _too_large(limit)
     body = decode_body(raw)
     state.receiver.receive(body, claims)
+    if state.journal is not None and state.settings.journal == "on":
+        _journal(state.journal, "journal", {"tenant": claims.tenant_id, "body": _text(raw)})
     return "", 202
+
+
+def _text(raw: bytes) -> str:
+    return raw.decode(json.detect_encoding(raw), errors="replace")
+
+
+def _journal(journal: Journal, kind: str, fields: dict[str, Any]) -> None:
+    """Append to the journal; a journal that cannot be written is logged and counted, never fatal: the call
+    was stored, and losing Graph's event over a debugging aid would be worse."""
+    record = {"receivedAt": utc_now(), "headers": correlation_headers(request.headers), **fields}
+    try:
+        journal.append(record, kind=kind)
+    except OSError as exc:
+        journal.errors += 1
+        logger.error("could not write the %s journal in %s: %s", kind, journal.folder, exc)
 
 
 def _too_large(limit: int, size: int | None = None) -> PayloadTooLarge:
@@ -167,6 +188,7 @@ def _error_response(status: int, code: str, message: str, details: dict[str, Any
 
 def _handle_webhook_error(exc: WebhookError) -> Response:
     response = _error_response(exc.status, exc.code, exc.message, exc.details)
+    _journal_rejected(exc.status, exc.code, exc.message)
     if isinstance(exc, AuthError):
         # RFC 6750: error="invalid_token" for a token that fails verification, a bare challenge otherwise.
         response.headers["WWW-Authenticate"] = (
@@ -180,6 +202,19 @@ def _handle_webhook_error(exc: WebhookError) -> Response:
     return response
 
 
+def _journal_rejected(status: int, code: str, message: str) -> None:
+    if request.method != "POST" or request.url_rule is None or request.url_rule.rule != "/api/calls":
+        return
+    state = webhook_state()
+    if state.journal is None or state.settings.journal_rejected != "on" or status >= 500:
+        return
+    raw = g.get("webhook_body")
+    fields: dict[str, Any] = {"status": status, "error": code, "message": message}
+    if raw is not None and len(raw) <= state.settings.max_body_bytes:
+        fields["body"] = _text(raw)
+    _journal(state.journal, "rejected", fields)
+
+
 def _handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
@@ -187,6 +222,7 @@ def _handle_http_exception(exc: HTTPException) -> Response:
     if status == 413:
         message = "The body exceeds the size limit (WEBHOOK_MAX_BODY_BYTES)."
         code = PayloadTooLarge.code
+        _journal_rejected(status, code, message)
     response = _error_response(status, code, message)
     allowed = dict(exc.get_headers()).get("Allow")
     if allowed:

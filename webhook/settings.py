@@ -148,6 +148,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Redis: how long an ended call is kept (active calls never expire).",
     ),
     Setting("REDIS_PREFIX", _text, "comms-webhook", "Redis: the prefix of every key, to share a database."),
+    Setting("JOURNAL", _choice("on", "off"), "on", "on: append every accepted callback to the journal."),
+    Setting("JOURNAL_DIR", _text, "", "Folder of the journal files. Default: <instance folder>/journal."),
+    Setting("JOURNAL_MAX_BYTES", _positive_int, 64 * 1024 * 1024, "A journal file is rotated beyond this size."),
+    Setting("JOURNAL_RETENTION_DAYS", _positive_int, 14, "Journal files older than this many days are deleted."),
+    Setting("JOURNAL_FSYNC", _flag, False, "1: fsync each journal line before answering (survives power loss)."),
+    Setting("JOURNAL_REJECTED", _choice("on", "off"), "off", "on: also journal rejected requests, with the reason."),
     Setting("PLUGINS", _names, (), "Plugins to load, in order: module or module:object, comma-separated."),
     Setting(
         "DISABLE_PLUGIN_AUTOLOAD",
@@ -197,6 +203,12 @@ class Settings:
     key_fetch_timeout_seconds: float
     retention_seconds: float
     redis_prefix: str
+    journal: str
+    journal_dir: str
+    journal_max_bytes: int
+    journal_retention_days: int
+    journal_fsync: bool
+    journal_rejected: str
     plugins: tuple[str, ...]
     disable_plugin_autoload: bool
     slow_handler_seconds: float
@@ -216,6 +228,8 @@ class Settings:
             parsed[setting.name.lower()] = setting.default if raw is None else setting.parse(setting.name, raw)
         if parsed["store_url"] is None:
             parsed["store_url"] = f"sqlite:///{Path(instance_path) / DEFAULT_DATABASE}"
+        if not parsed["journal_dir"]:
+            parsed["journal_dir"] = str(Path(instance_path) / "journal")
         return cls(**parsed)
 
     def store_options(self) -> dict[str, Any]:

@@ -1,0 +1,144 @@
+"""The journal: every accepted callback as a JSON line, for replays in tests, from the CLI, after a failure.
+
+One line per request: the time received, Graph's correlation headers, the verified tenant and the raw body,
+never the Authorization header or the token. Files are ``journal-YYYYMMDD-NNN.jsonl`` in ``JOURNAL_DIR``,
+rotated by day (UTC) and by size, and deleted after ``JOURNAL_RETENTION_DAYS``. Rejected requests go to
+``rejected-YYYYMMDD-NNN.jsonl`` with the reason, when ``JOURNAL_REJECTED`` is on.
+
+Several gunicorn workers append at once: each append takes an exclusive ``flock`` on the folder's lock file, so
+lines never interleave and all processes agree on the current file. With ``fsync`` each line is on disk before
+the 202 is sent; without it (the default) the operating system writes it shortly after, and a power cut can
+lose the last lines (never the calls: the store is the system of record).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("webhook.journal")
+
+#: Graph's correlation headers, kept with each request (support and correlation use them).
+CORRELATION_HEADERS = (
+    "Scenario-Id",
+    "Client-Request-Id",
+    "Request-Id",
+    "X-Microsoft-Skype-Chain-ID",
+    "X-Microsoft-Skype-Message-ID",
+    "MS-Teams-Region",
+    "User-Agent",
+)
+_NAME = re.compile(r"^(?P<kind>journal|rejected)-(?P<day>\d{8})-(?P<index>\d{3,})\.jsonl$")
+
+
+def correlation_headers(headers: Any) -> dict[str, str]:
+    """The correlation headers present in ``headers`` (any mapping with ``get``); never Authorization."""
+    found = {name: headers.get(name) for name in CORRELATION_HEADERS}
+    return {name: str(value) for name, value in found.items() if value}
+
+
+class Journal:
+    """Appends records to rotated JSON-lines files in one folder, safely from several processes."""
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        max_bytes: int = 64 * 1024 * 1024,
+        retention_days: int = 14,
+        fsync: bool = False,
+    ) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
+        self.retention_days = retention_days
+        self.fsync = fsync
+        self._lock_path = self.folder / ".journal.lock"
+        self._thread_lock = threading.Lock()
+        self._pruned_day: str | None = None
+        self.errors = 0
+
+    def append(self, record: Mapping[str, Any], *, kind: str = "journal") -> None:
+        """Append one record as one line. Raises ``OSError`` when the folder cannot be written."""
+        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        day = datetime.now(timezone.utc).strftime("%Y%m%d")
+        with self._thread_lock, self._folder_lock():
+            path = self._current_file(kind, day, len(line))
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            try:
+                os.write(fd, line)
+                if self.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            if self._pruned_day != day:
+                self._pruned_day = day
+                self._prune(day)
+
+    def _folder_lock(self) -> _FolderLock:
+        return _FolderLock(self._lock_path)
+
+    def _current_file(self, kind: str, day: str, incoming: int) -> Path:
+        indexes = sorted(
+            int(match["index"])
+            for match in (_NAME.match(p.name) for p in self.folder.iterdir())
+            if match and match["kind"] == kind and match["day"] == day
+        )
+        index = indexes[-1] if indexes else 1
+        path = self.folder / f"{kind}-{day}-{index:03d}.jsonl"
+        if path.exists() and path.stat().st_size > 0 and path.stat().st_size + incoming > self.max_bytes:
+            path = self.folder / f"{kind}-{day}-{index + 1:03d}.jsonl"
+        return path
+
+    def _prune(self, today: str) -> None:
+        oldest = (datetime.strptime(today, "%Y%m%d") - timedelta(days=self.retention_days)).strftime("%Y%m%d")
+        for path in self.folder.iterdir():
+            match = _NAME.match(path.name)
+            if match and match["day"] < oldest:
+                try:
+                    path.unlink()
+                except OSError as exc:
+                    logger.warning("could not delete old journal file %s: %s", path, exc)
+
+    def files(self, kind: str = "journal") -> list[Path]:
+        """The journal files, oldest first."""
+        named = [(m["day"], int(m["index"]), p) for p in self.folder.iterdir() if (m := _NAME.match(p.name))]
+        return [path for day, index, path in sorted(named) if path.name.startswith(kind + "-")]
+
+
+class _FolderLock:
+    """An exclusive ``flock`` on the folder's lock file, held for one append (between processes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd = -1
+
+    def __enter__(self) -> None:
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o640)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self.fd, fcntl.LOCK_UN)
+        os.close(self.fd)
+
+
+def read_records(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of one journal file, in order; a line that does not parse raises ``ValueError`` naming it."""
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{number} is not a journal record: {exc.msg}") from None
+            record.setdefault("_source", f"{path}:{number}")
+            yield record
