@@ -20,8 +20,10 @@ from .errors import WebhookError
 from .http import EXTENSION, WebhookState
 from .keys import fetch_keys
 from .model import CALL_STATES, canonical_enum
+from .replay import AppTarget, HttpTarget, Result, collect, only_call, replay
 from .resources import canonical_id
 from .store import open_store
+from .testing import LocalGraphKeys
 
 APP_FACTORY = "webhook:create_app()"
 
@@ -160,6 +162,48 @@ def _indent(text: str) -> str:
     return "    " + text
 
 
+def _replay(args: argparse.Namespace) -> int:
+    try:
+        items = collect(args.paths)
+    except ValueError as exc:
+        print(f"comms-webhook: {exc}", file=sys.stderr)
+        return 2
+    if args.filter:
+        items = only_call(items, args.filter)
+    keys = LocalGraphKeys.from_pem(args.token_key) if args.token_key else None
+    token = None
+    if keys is not None:
+        if not args.app_id:
+            print("comms-webhook: --token-key needs --app-id (the audience the receiver expects)", file=sys.stderr)
+            return 2
+        app_id, tenant = args.app_id, args.tenant
+
+        def token() -> str:
+            return keys.token(aud=app_id, tid=tenant)
+
+    target: HttpTarget | AppTarget
+    if args.url:
+        target = HttpTarget(args.url)
+    else:
+        overrides: dict[str, object] = {"OUTBOX_SWEEP_SECONDS": 0}
+        if keys is not None:  # verify for real, against the signing key's own JWKS served here
+            keys.start()
+            overrides.update(AUTH="jwt", APP_ID=args.app_id, OPENID_CONFIG_URL=keys.config_url)
+        target = AppTarget(create_app(overrides))
+
+    def report(result: Result) -> None:
+        print(f"{result.status or 'ERR':>3}  {result.item.source}  {' '.join(result.item.call_ids())}")
+
+    try:
+        results = replay(items, target, token=token, keep_timing=args.keep_timing, speed=args.speed, report=report)
+    finally:
+        if keys is not None:
+            keys.stop()
+    failed = sum(1 for result in results if not result.ok)
+    print(f"{len(results)} request(s), {failed} not 2xx", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def _app_state() -> WebhookState:
     """The app the receiver would run, plugins loaded: handlers and the store as the server sees them."""
     app = create_app({"OUTBOX_SWEEP_SECONDS": 0})
@@ -198,6 +242,21 @@ def build_parser() -> argparse.ArgumentParser:
     failures.add_argument("--retry", type=int, nargs="+", metavar="ID", help="run these failures' handlers again")
     failures.add_argument("--retry-all", action="store_true", help="run every pending failure's handler again")
     failures.set_defaults(func=_failures)
+
+    replay_cmd = commands.add_parser(
+        "replay", help="post journal files, payload files or folders of them to a receiver, in order"
+    )
+    replay_cmd.add_argument("paths", nargs="+", metavar="PATH")
+    where = replay_cmd.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="the receiver's callback URL, e.g. http://127.0.0.1:8000/api/calls")
+    where.add_argument("--in-process", action="store_true", help="an app built here from the current settings")
+    replay_cmd.add_argument("--filter", metavar="CALL_ID", help="only this call's notifications")
+    replay_cmd.add_argument("--token-key", metavar="PEM", help="sign each request with this RSA private key")
+    replay_cmd.add_argument("--app-id", help="the audience of the signed tokens (the bot's App ID)")
+    replay_cmd.add_argument("--tenant", default="replayed-tenant", help="the tenant id of the signed tokens")
+    replay_cmd.add_argument("--keep-timing", action="store_true", help="reproduce the original gaps")
+    replay_cmd.add_argument("--speed", type=float, default=1.0, help="with --keep-timing: 2 replays twice as fast")
+    replay_cmd.set_defaults(func=_replay)
 
     call = commands.add_parser("call", help="print one call: state, history, participants, operations")
     call.add_argument("call_id", metavar="ID")

@@ -24,6 +24,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 logger = logging.getLogger("webhook.journal")
 
 #: Graph's correlation headers, kept with each request (support and correlation use them).
@@ -57,7 +59,10 @@ class Journal:
         fsync: bool = False,
     ) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"WEBHOOK_JOURNAL_DIR: cannot create {self.folder}: {exc}") from exc
         self.max_bytes = max_bytes
         self.retention_days = retention_days
         self.fsync = fsync

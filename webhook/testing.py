@@ -11,19 +11,37 @@ mints Graph-shaped tokens, so a test can run the receiver with ``AUTH=jwt`` inst
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .auth import DEFAULT_ISSUERS
 
 CONFIG_PATH = "/v1/.well-known/OpenIdConfiguration"
+
+
+def thumbprint(key: rsa.RSAPrivateKey) -> str:
+    """The RFC 7638 thumbprint of the key's public half, base64url: a stable kid for a key kept in a file."""
+    numbers = key.public_key().public_numbers()
+
+    def b64(value: int) -> str:
+        raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+    canonical = json.dumps({"e": b64(numbers.e), "kty": "RSA", "n": b64(numbers.n)}, separators=(",", ":"))
+    return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).rstrip(b"=").decode()
+
+
 JWKS_PATH = "/certs"
 
 
@@ -34,7 +52,7 @@ class LocalGraphKeys:
     :meth:`remove_key` rotate the published keys; a stopped server refuses connections (a key-server outage).
     """
 
-    def __init__(self, issuer: str = DEFAULT_ISSUERS[1]) -> None:
+    def __init__(self, issuer: str = DEFAULT_ISSUERS[1], *, private_key: rsa.RSAPrivateKey | None = None) -> None:
         self.issuer = issuer
         self._keys: dict[str, rsa.RSAPrivateKey] = {}
         self._published: set[str] = set()
@@ -42,7 +60,27 @@ class LocalGraphKeys:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._port: int | None = None
-        self.kid = self.add_key()
+        if private_key is None:
+            self.kid = self.add_key()
+        else:
+            self.kid = thumbprint(private_key)
+            self._keys[self.kid] = private_key
+            self._published.add(self.kid)
+
+    @classmethod
+    def from_pem(cls, path: str | Path, issuer: str = DEFAULT_ISSUERS[1]) -> LocalGraphKeys:
+        """Keys around an RSA private key kept in a PEM file (its kid: the RFC 7638 thumbprint)."""
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+        if not isinstance(key, rsa.RSAPrivateKey):
+            raise ValueError(f"{path} does not hold an RSA private key")
+        return cls(issuer, private_key=key)
+
+    def save_pem(self, path: str | Path) -> None:
+        """Write the current private key as PEM (for ``comms-webhook replay --token-key``)."""
+        pem = self.private_key().private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        Path(path).write_bytes(pem)
 
     # Keys
 

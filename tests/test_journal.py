@@ -1,0 +1,156 @@
+"""The journal of accepted (and optionally rejected) callbacks."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from webhook import ConfigError, create_app
+from webhook.builders import call_notification, envelope, incoming_call, new_id
+from webhook.http import EXTENSION
+from webhook.journal import Journal, read_records
+from webhook.simulate import send_all
+from webhook.testing import LocalGraphKeys
+
+from .conftest import ADMIN_TOKEN
+from .support import Gunicorn
+
+GRAPH_HEADERS = {
+    "Scenario-Id": "2f1a1100-b174-40a0-aba7-0b405e01ed92",
+    "Client-Request-Id": "b6ee35b9-7b26-4b25-9a4d-03e8c7a1c111",
+    "X-Microsoft-Skype-Chain-ID": "b0fe8425-6f48-41ed-9dd6-b706ff66319a",
+    "X-Microsoft-Skype-Message-ID": "8c0b0c2e-1a7e-4a53-b1c5-1f4a5b0e6d22",
+    "Request-Id": "req-1",
+}
+
+
+def lines(folder: Path, kind: str = "journal") -> list[dict[str, Any]]:
+    return [record for path in Journal(folder).files(kind) for record in read_records(path)]
+
+
+def test_accepted_callbacks_are_journaled_with_headers_and_tenant_never_the_token(
+    tmp_path: Path, store_url: str
+) -> None:
+    folder = tmp_path / "journal-signed"
+    with LocalGraphKeys() as keys:
+        app = create_app(
+            {
+                "APP_ID": "bot",
+                "OPENID_CONFIG_URL": keys.config_url,
+                "STORE_URL": store_url,
+                "JOURNAL_DIR": str(folder),
+                "JOURNAL_REJECTED": "on",
+            }
+        )
+        client = app.test_client()
+        tokens = []
+        for _ in range(5):
+            token = keys.token(aud="bot", tid="tenant-7")
+            tokens.append(token)
+            body = envelope(incoming_call(new_id()))
+            response = client.post(
+                "/api/calls", json=body, headers={"Authorization": f"Bearer {token}", **GRAPH_HEADERS}
+            )
+            assert response.status_code == 202
+        bad = keys.token(aud="someone-else")
+        tokens.append(bad)
+        assert client.post("/api/calls", json=body, headers={"Authorization": f"Bearer {bad}"}).status_code == 401
+    records = lines(folder)
+    assert len(records) == 5
+    first = records[0]
+    assert set(first) >= {"receivedAt", "headers", "tenant", "body"}
+    assert first["tenant"] == "tenant-7"
+    assert first["headers"].items() >= GRAPH_HEADERS.items()
+    assert json.loads(first["body"])["value"][0]["changeType"] == "created"
+    (rejected,) = lines(folder, "rejected")
+    assert (rejected["status"], rejected["error"]) == (401, "invalid_token")
+    assert "body" not in rejected  # refused before the body was read
+    everything = "".join(path.read_text() for path in folder.iterdir() if path.is_file())
+    assert "Authorization" not in everything and "Bearer" not in everything
+    for token in tokens:
+        assert token not in everything
+        assert token.split(".")[2] not in everything  # not even the signature
+
+
+def test_rejected_bodies_are_kept_with_the_reason_when_asked(tmp_path: Path, store_url: str) -> None:
+    folder = tmp_path / "journal-rejected"
+    app = create_app({"AUTH": "disabled", "STORE_URL": store_url, "JOURNAL_DIR": str(folder), "JOURNAL_REJECTED": "on"})
+    response = app.test_client().post("/api/calls", json={"value": [{"changeType": "updated"}]})
+    assert response.status_code == 400
+    (rejected,) = lines(folder, "rejected")
+    assert rejected["error"] == "invalid_payload"
+    assert "resourceUrl" in rejected["message"]
+    assert json.loads(rejected["body"]) == {"value": [{"changeType": "updated"}]}
+    assert lines(folder) == []
+
+
+def test_journal_off_writes_nothing(tmp_path: Path, store_url: str) -> None:
+    folder = tmp_path / "journal-off"
+    app = create_app({"AUTH": "disabled", "STORE_URL": store_url, "JOURNAL_DIR": str(folder), "JOURNAL": "off"})
+    assert app.test_client().post("/api/calls", json=envelope(incoming_call(new_id()))).status_code == 202
+    assert not folder.exists() or lines(folder) == []
+
+
+def test_rotation_by_size_and_retention_by_day(tmp_path: Path) -> None:
+    folder = tmp_path / "rotating"
+    folder.mkdir()
+    (folder / "journal-20200101-001.jsonl").write_text('{"old": true}\n')
+    journal = Journal(folder, max_bytes=300, retention_days=14)
+    for index in range(20):
+        journal.append({"index": index, "padding": "x" * 60})
+    files = journal.files()
+    assert len(files) > 3
+    assert all(path.stat().st_size <= 300 for path in files)
+    assert [record["index"] for path in files for record in read_records(path)] == list(range(20))
+    assert not (folder / "journal-20200101-001.jsonl").exists()
+
+
+def test_an_unwritable_journal_does_not_lose_the_call(tmp_path: Path, store_url: str) -> None:
+    folder = tmp_path / "journal-broken"
+    app = create_app({"AUTH": "disabled", "STORE_URL": store_url, "JOURNAL_DIR": str(folder), "ADMIN_TOKEN": "t"})
+    folder.rmdir()
+    folder.write_text("not a folder any more")  # appends now fail, whoever runs the test
+    call_id = new_id()
+    assert app.test_client().post("/api/calls", json=envelope(incoming_call(call_id))).status_code == 202
+    assert app.test_client().get(f"/api/calls/{call_id}", headers={"Authorization": "Bearer t"}).status_code == 200
+    assert app.extensions[EXTENSION].journal.errors == 1
+
+
+def test_a_journal_folder_that_cannot_be_made_stops_start_up(tmp_path: Path, store_url: str) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(ConfigError, match="WEBHOOK_JOURNAL_DIR"):
+        create_app({"AUTH": "disabled", "STORE_URL": store_url, "JOURNAL_DIR": str(blocker / "journal")})
+
+
+@pytest.mark.slow
+def test_four_workers_journal_every_accepted_request_exactly_once(tmp_path: Path) -> None:
+    folder = tmp_path / "journal-load"
+    env = {
+        "WEBHOOK_AUTH": "disabled",
+        "WEBHOOK_STORE_URL": f"sqlite:///{tmp_path / 'calls.sqlite3'}",
+        "WEBHOOK_ADMIN_TOKEN": ADMIN_TOKEN,
+        "WEBHOOK_JOURNAL_DIR": str(folder),
+        "WEBHOOK_JOURNAL_MAX_BYTES": "20000",  # rotate often while four processes write
+    }
+    server = Gunicorn("webhook:create_app()", workers=4, env=env, log=tmp_path / "gunicorn.log")
+    bodies = []
+    for _ in range(300):
+        call_id = new_id()
+        bodies.append(envelope(incoming_call(call_id)))
+        bodies.append(envelope(call_notification(call_id, "established", padding="p" * 200)))
+    try:
+        server.wait_ready("/api/calls?limit=1", {"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        statuses = send_all(server.url + "/api/calls", bodies, concurrency=16)
+    finally:
+        server.stop()
+    assert Counter(statuses) == {202: len(bodies)}
+    files = Journal(folder).files()
+    assert len(files) > 1
+    journaled = Counter(json.dumps(json.loads(record["body"]), sort_keys=True) for record in lines(folder))
+    sent = Counter(json.dumps(body, sort_keys=True) for body in bodies)
+    assert journaled == sent  # every accepted request exactly once, every line parsed

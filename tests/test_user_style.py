@@ -1,0 +1,50 @@
+"""A bot developer's test: nothing imported from comms-webhook, only its pytest fixtures."""
+
+import pytest
+
+
+def test_my_bot_greets_each_answered_call_once(webhook_on, replay, notifications):
+    greeted = []
+
+    @webhook_on.call_state("established")
+    def greet(call, claims):
+        greeted.append((call.id, claims.tenant_id))
+
+    result = replay(notifications.scenario("answered_and_hung_up"))
+
+    assert result.statuses == [202] * 5
+    call = result.call()
+    assert call.state == "terminated"
+    assert greeted == [(call.id, "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")]
+
+
+def test_a_forged_token_gets_nowhere(webhook_client, graph_token, notifications):
+    body = notifications.envelope(notifications.incoming_call(notifications.new_id()))
+    forged = graph_token(aud="someone-else")
+    response = webhook_client.post("/api/calls", json=body, headers={"Authorization": f"Bearer {forged}"})
+    assert response.status_code == 401
+
+
+@pytest.mark.parametrize("name", ["rejected", "transfer_failed"])
+def test_every_scenario_replays(replay, notifications, name):
+    assert set(replay(notifications.scenario(name)).statuses) == {202}
+
+
+def test_the_fixtures_come_from_the_installed_plugin_alone(tmp_path):
+    """Run this very module in a folder of its own, where no conftest of ours exists: only the pytest11
+    entry point of the installed distribution provides the fixtures."""
+    import pathlib
+    import subprocess
+    import sys
+
+    source = pathlib.Path(__file__).read_text().split("\n\n\ndef test_the_fixtures_come_from")[0]
+    (tmp_path / "test_my_bot.py").write_text(source + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_my_bot.py")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout

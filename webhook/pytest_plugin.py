@@ -1,0 +1,169 @@
+"""pytest fixtures for testing a bot built on comms-webhook (registered through the ``pytest11`` entry point).
+
+Everything goes through the real endpoint and the real token verification, against a local signing key::
+
+    def test_greets_the_caller(webhook_on, replay, notifications):
+        greeted = []
+
+        @webhook_on.call_state("established")
+        def greet(call):
+            greeted.append(call.id)
+
+        result = replay(notifications.scenario("answered_and_hung_up"))
+        assert result.statuses == [202] * 5
+        assert greeted == [result.call().id]
+
+Fixtures: ``webhook_settings`` (override it to change settings), ``webhook_keys``, ``webhook_app``,
+``webhook_client``, ``graph_token(**claims)``, ``replay(*sources)``, ``notifications`` (the body builders and the
+docs' call lifecycles) and ``webhook_on`` (the handler decorators; what a test registers is removed after it).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from . import builders, simulate
+from .app import create_app
+from .model import Call
+from .plugins import HANDLERS, on
+from .replay import Item, collect
+from .testing import LocalGraphKeys
+
+TEST_APP_ID = "11111111-2222-3333-4444-555555555555"
+TEST_TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+TEST_ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture(scope="session")
+def webhook_keys() -> Iterator[LocalGraphKeys]:
+    """A local signing key whose JWKS is served on 127.0.0.1 for the whole session."""
+    with LocalGraphKeys() as keys:
+        yield keys
+
+
+@pytest.fixture
+def webhook_settings() -> dict[str, Any]:
+    """Extra settings for ``webhook_app`` (names without the WEBHOOK_ prefix); override in your conftest."""
+    return {}
+
+
+@pytest.fixture
+def webhook_app(tmp_path: Path, webhook_keys: LocalGraphKeys, webhook_settings: dict[str, Any]) -> Flask:
+    """A fresh receiver: its own SQLite store and journal in ``tmp_path``, verifying tokens of ``webhook_keys``."""
+    settings = {
+        "AUTH": "jwt",
+        "APP_ID": TEST_APP_ID,
+        "OPENID_CONFIG_URL": webhook_keys.config_url,
+        "STORE_URL": f"sqlite:///{tmp_path / 'webhook-calls.sqlite3'}",
+        "JOURNAL_DIR": str(tmp_path / "webhook-journal"),
+        "ADMIN_TOKEN": TEST_ADMIN_TOKEN,
+        "OUTBOX_SWEEP_SECONDS": 0,
+        **webhook_settings,
+    }
+    return create_app(settings)
+
+
+@pytest.fixture
+def webhook_client(webhook_app: Flask) -> FlaskClient:
+    return webhook_app.test_client()
+
+
+@pytest.fixture
+def graph_token(webhook_keys: LocalGraphKeys) -> Callable[..., str]:
+    """``graph_token(aud=..., tid=..., iss=..., expires_in=..., claims=...)``: a token Graph could have sent."""
+
+    def mint(**claims: Any) -> str:
+        claims.setdefault("aud", TEST_APP_ID)
+        claims.setdefault("tid", TEST_TENANT)
+        return webhook_keys.token(**claims)
+
+    return mint
+
+
+@pytest.fixture
+def notifications() -> SimpleNamespace:
+    """The body builders (``envelope``, ``call_notification``, ``roster_notification``...) and
+    ``scenario(name, call_id=None)``, a docs lifecycle as a list of bodies."""
+
+    def scenario(name: str, call_id: str | None = None) -> list[dict[str, Any]]:
+        return list(simulate.SCENARIOS[name](call_id or builders.new_id()).bodies)
+
+    names = [name for name in dir(builders) if not name.startswith("_") and callable(getattr(builders, name))]
+    return SimpleNamespace(
+        scenario=scenario, scenarios=sorted(simulate.SCENARIOS), **{n: getattr(builders, n) for n in names}
+    )
+
+
+@pytest.fixture
+def webhook_on() -> Iterator[Any]:
+    """The handler decorators (``webhook.on``); handlers registered during the test are disconnected after."""
+    before = len(HANDLERS)
+    yield on
+    for handler in HANDLERS[before:]:
+        handler.signal.disconnect(handler)
+    del HANDLERS[before:]
+
+
+@dataclass
+class Replayed:
+    """What ``replay`` did: the responses in order, and the calls they touched, as stored afterwards."""
+
+    responses: list[Any]
+    calls: dict[str, Call] = field(default_factory=dict)
+
+    @property
+    def statuses(self) -> list[int]:
+        return [response.status_code for response in self.responses]
+
+    def call(self, call_id: str | None = None) -> Call:
+        """The one call replayed (or the call ``call_id``)."""
+        if call_id is None:
+            if len(self.calls) != 1:
+                raise AssertionError(f"{len(self.calls)} calls were replayed; name the one you want")
+            return next(iter(self.calls.values()))
+        return self.calls[call_id]
+
+
+@pytest.fixture
+def replay(webhook_app: Flask, webhook_client: FlaskClient, graph_token: Callable[..., str]) -> Callable[..., Replayed]:
+    """``replay(*sources)``: post bodies (dicts), lists of bodies, files, folders or journal files through the
+    real endpoint, each signed with a fresh token; return the responses and the resulting calls."""
+    from .http import EXTENSION
+
+    def run(*sources: Any) -> Replayed:
+        items: list[Item] = []
+        for source in sources:
+            if isinstance(source, dict):
+                items.append(Item("body", json.dumps(source)))
+            elif isinstance(source, (list, tuple)):
+                items.extend(Item("body", json.dumps(body)) for body in source)
+            else:
+                items.extend(collect([source]))
+        result = Replayed([])
+        store = webhook_app.extensions[EXTENSION].store
+        for item in items:
+            headers = {"Authorization": f"Bearer {graph_token()}", **item.headers}
+            response = webhook_client.post(
+                "/api/calls", data=item.body, content_type="application/json", headers=headers
+            )
+            result.responses.append(response)
+            for call_id in item.call_ids():
+                result.calls.setdefault(call_id, None)  # type: ignore[arg-type]
+        for call_id in list(result.calls):
+            stored = store.get(call_id)
+            if stored is None:
+                del result.calls[call_id]
+            else:
+                result.calls[call_id] = stored
+        return result
+
+    return run
