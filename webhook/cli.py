@@ -163,6 +163,9 @@ def _indent(text: str) -> str:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    if args.speed <= 0:
+        print("comms-webhook: --speed must be more than 0", file=sys.stderr)
+        return 2
     try:
         items = collect(args.paths)
     except ValueError as exc:
