@@ -11,6 +11,8 @@ import base64
 import json
 import os
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 
 from cryptography import x509
@@ -22,6 +24,7 @@ from .keys import fetch_keys
 from .model import CALL_STATES, canonical_enum
 from .replay import AppTarget, HttpTarget, Result, collect, only_call, replay
 from .resources import canonical_id
+from .simulate import make_calls, observe, plan, report, send_all
 from .store import open_store
 from .testing import LocalGraphKeys
 
@@ -207,6 +210,63 @@ def _replay(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    for name in ("duplicates", "reorder"):
+        if not 0 <= getattr(args, name) <= 1:
+            print(f"comms-webhook: --{name} must be a probability from 0 to 1", file=sys.stderr)
+            return 2
+    scenarios = make_calls(args.calls, seed=args.seed)
+    bodies = plan(scenarios, duplicates=args.duplicates, reorder=args.reorder, seed=args.seed)
+    keys = LocalGraphKeys.from_pem(args.token_key) if args.token_key else None
+    if keys is not None and not args.app_id:
+        print("comms-webhook: --token-key needs --app-id (the audience the receiver expects)", file=sys.stderr)
+        return 2
+    headers = {"Authorization": f"Bearer {keys.token(aud=args.app_id, tid=args.tenant)}"} if keys else {}
+    admin = {"Authorization": f"Bearer {args.admin_token}"}
+    print(
+        f"simulating {len(scenarios)} calls: {len(bodies)} requests, duplicates {args.duplicates}, "
+        f"reorder {args.reorder}, seed {args.seed}",
+        file=sys.stderr,
+    )
+    if args.url:
+        statuses = send_all(args.url, bodies, concurrency=args.concurrency, headers=headers, seed=args.seed)
+        base = args.url.rstrip("/").removesuffix("/api/calls")
+
+        def read(call_id: str) -> dict[str, object] | None:
+            request = urllib.request.Request(f"{base}/api/calls/{call_id}", headers=admin)
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    doc: dict[str, object] = json.loads(response.read())
+                    return doc
+            except urllib.error.HTTPError as exc:
+                if exc.code in (401, 403):
+                    raise WebhookError(
+                        f"the read API refused the admin token ({exc.code}): set --admin-token"
+                    ) from None
+                return None
+    else:
+        overrides: dict[str, object] = {"OUTBOX_SWEEP_SECONDS": 0}
+        if keys is not None:
+            keys.start()
+            overrides.update(AUTH="jwt", APP_ID=args.app_id, OPENID_CONFIG_URL=keys.config_url)
+        app = create_app(overrides)
+        client = app.test_client()
+        statuses = [client.post("/api/calls", json=body, headers=headers).status_code for body in bodies]
+        store = app.extensions[EXTENSION].store
+
+        def read(call_id: str) -> dict[str, object] | None:
+            call = store.get(call_id)
+            return call.to_dict() if call is not None else None
+
+    try:
+        lines, ok = report(observe(scenarios, read), statuses)
+    finally:
+        if keys is not None:
+            keys.stop()
+    print("\n".join(lines))
+    return 0 if ok else 1
+
+
 def _app_state() -> WebhookState:
     """The app the receiver would run, plugins loaded: handlers and the store as the server sees them."""
     app = create_app({"OUTBOX_SWEEP_SECONDS": 0})
@@ -260,6 +320,23 @@ def build_parser() -> argparse.ArgumentParser:
     replay_cmd.add_argument("--keep-timing", action="store_true", help="reproduce the original gaps")
     replay_cmd.add_argument("--speed", type=float, default=1.0, help="with --keep-timing: 2 replays twice as fast")
     replay_cmd.set_defaults(func=_replay)
+
+    simulate = commands.add_parser("simulate", help="generate realistic calls, post them, check every final state")
+    target = simulate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--url", help="the receiver's callback URL, e.g. http://127.0.0.1:8000/api/calls")
+    target.add_argument("--in-process", action="store_true", help="an app built here from the current settings")
+    simulate.add_argument("--calls", type=int, default=50, help="how many calls (default %(default)s)")
+    simulate.add_argument("--concurrency", type=int, default=8, help="client threads (default %(default)s)")
+    simulate.add_argument("--duplicates", type=float, default=0.0, help="probability a request is sent twice")
+    simulate.add_argument("--reorder", type=float, default=0.0, help="probability a request overtakes the next")
+    simulate.add_argument("--seed", type=int, default=0, help="the same seed gives the same calls and faults")
+    simulate.add_argument("--token-key", metavar="PEM", help="sign each request with this RSA private key")
+    simulate.add_argument("--app-id", help="the audience of the signed tokens (the bot's App ID)")
+    simulate.add_argument("--tenant", default="simulated-tenant", help="the tenant id of the signed tokens")
+    simulate.add_argument(
+        "--admin-token", default=os.environ.get("WEBHOOK_ADMIN_TOKEN", ""), help="to read the calls back (--url)"
+    )
+    simulate.set_defaults(func=_simulate)
 
     call = commands.add_parser("call", help="print one call: state, history, participants, operations")
     call.add_argument("call_id", metavar="ID")

@@ -23,7 +23,10 @@ from .builders import (
     incoming_call,
     new_id,
     operation_notification,
+    participant,
     result_info,
+    roster_notification,
+    tone_notification,
 )
 
 JSON = dict[str, Any]
@@ -138,6 +141,70 @@ def transfer_failed(call_id: str) -> Scenario:
     )
 
 
+def meeting_join(call_id: str) -> Scenario:
+    """The bot joins a meeting; people join, mute and leave (rosters numbered); the meeting ends for the bot."""
+    bot = participant(new_id(), "Bot", application=True)
+    alice, bob = participant(new_id(), "Alice"), participant(new_id(), "Bob")
+
+    def roster(number: int, *people: JSON) -> JSON:
+        return envelope(roster_notification(call_id, [dict(p, rosterSequenceNumber=number) for p in people]))
+
+    chat = {"@odata.type": "#microsoft.graph.chatInfo", "threadId": f"19:meeting_{call_id}@thread.v2", "messageId": "0"}
+    return Scenario(
+        "meeting_join",
+        call_id,
+        (
+            envelope(call_notification(call_id, "establishing", direction="outgoing", chatInfo=chat)),
+            envelope(call_notification(call_id, "established", direction="outgoing", chatInfo=chat)),
+            roster(1, bot),
+            roster(2, bot, alice),
+            roster(3, bot, alice, bob),
+            roster(4, bot, dict(alice, isMuted=True), bob),
+            roster(5, bot, dict(alice, isMuted=True)),
+            envelope(call_ended(call_id, result_info(200, 4097, "The call was ended by the other participant."))),
+        ),
+        "terminated",
+        ("establishing", "established", "terminated"),
+    )
+
+
+def record_and_dtmf(call_id: str) -> Scenario:
+    """An incoming call answered; audio comes up; a prompt, a recording and DTMF tones; the caller hangs up."""
+    audio = {"@odata.type": "#microsoft.graph.callMediaState", "audio": "active"}
+    return Scenario(
+        "record_and_dtmf",
+        call_id,
+        (
+            envelope(incoming_call(call_id)),
+            envelope(call_notification(call_id, "establishing")),
+            envelope(call_notification(call_id, "established")),
+            envelope(call_notification(call_id, "established", mediaState=audio)),
+            envelope(
+                operation_notification(call_id, new_id(), "playPrompt", completion_reason="completedSuccessfully")
+            ),
+            envelope(tone_notification(call_id, "tone1", 1)),
+            envelope(tone_notification(call_id, "tone5", 2)),
+            envelope(
+                operation_notification(
+                    call_id, new_id(), "record", result=result_info(200, 8515, "Action completed, max record duration")
+                )
+            ),
+            envelope(
+                operation_notification(
+                    call_id,
+                    new_id(),
+                    "sendDtmfTones",
+                    completion_reason="mediaOperationCanceled",
+                    result=result_info(400, 8508, "Action falied, the operation was cancelled."),
+                )
+            ),
+            envelope(call_ended(call_id, result_info(200, 4097, "The call was ended by the other participant."))),
+        ),
+        "terminated",
+        ("incoming", "establishing", "established", "terminated"),
+    )
+
+
 SCENARIOS: dict[str, Callable[[str], Scenario]] = {
     "answered_and_hung_up": answered_and_hung_up,
     "outgoing": outgoing,
@@ -145,6 +212,8 @@ SCENARIOS: dict[str, Callable[[str], Scenario]] = {
     "redirected": redirected,
     "transferred": transferred,
     "transfer_failed": transfer_failed,
+    "meeting_join": meeting_join,
+    "record_and_dtmf": record_and_dtmf,
 }
 
 
@@ -158,6 +227,34 @@ def make_calls(count: int, *, seed: int = 0) -> list[Scenario]:
 def _seeded_id(rng: random.Random) -> str:
     value = f"{rng.getrandbits(128):032x}"
     return f"{value[:8]}-{value[8:12]}-{value[12:16]}-{value[16:20]}-{value[20:]}"
+
+
+def plan(scenarios: Sequence[Scenario], *, duplicates: float = 0.0, reorder: float = 0.0, seed: int = 0) -> list[JSON]:
+    """The bodies of ``scenarios`` as an unreliable network delivers them, reproducibly for ``seed``.
+
+    Each body is sent again later with probability ``duplicates``; each is swapped with its call's next body with
+    probability ``reorder``; the calls are interleaved at random, each call otherwise keeping its order.
+    """
+    rng = random.Random(seed)
+    lanes: list[list[JSON]] = []
+    for scenario in scenarios:
+        lane = list(scenario.bodies)
+        for index in range(len(lane) - 1):
+            if rng.random() < reorder:
+                lane[index], lane[index + 1] = lane[index + 1], lane[index]
+        for body in list(lane):
+            if rng.random() < duplicates:
+                lane.insert(rng.randint(lane.index(body) + 1, len(lane)), body)
+        lanes.append(lane)
+    weights = [len(lane) for lane in lanes]
+    bodies: list[JSON] = []
+    positions = [0] * len(lanes)
+    while any(positions[i] < weights[i] for i in range(len(lanes))):
+        open_lanes = [i for i in range(len(lanes)) if positions[i] < weights[i]]
+        chosen = rng.choice(open_lanes)
+        bodies.append(lanes[chosen][positions[chosen]])
+        positions[chosen] += 1
+    return bodies
 
 
 def delivery(scenarios: list[Scenario], *, copies: int = 2, seed: int = 0) -> list[JSON]:
@@ -212,3 +309,51 @@ def send_all(
     for thread in threads:
         thread.join()
     return statuses
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A scenario's call as the read API shows it after the run."""
+
+    scenario: Scenario
+    state: str | None
+    states: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        """The right final state, through states that really happened, in their order."""
+        remaining = iter(self.scenario.states)
+        in_order = all(any(state == expected for expected in remaining) for state in self.states)
+        return self.state == self.scenario.final_state and in_order
+
+
+def observe(scenarios: Sequence[Scenario], read: Callable[[str], JSON | None]) -> list[Observed]:
+    """Read each scenario's call (``read(call_id)`` returns the read API's document, or None)."""
+    observed = []
+    for scenario in scenarios:
+        doc = read(scenario.call_id) or {}
+        states = tuple(step["to"] for step in doc.get("history") or [])
+        observed.append(Observed(scenario, doc.get("state"), states))
+    return observed
+
+
+def report(observed: Sequence[Observed], statuses: Sequence[int]) -> tuple[list[str], bool]:
+    """Lines comparing expected and observed final states per scenario, and whether everything matched."""
+    lines = [f"{'scenario':24} {'calls':>5} {'expected':>12} {'as expected':>12}"]
+    by_name: dict[str, list[Observed]] = {}
+    for item in observed:
+        by_name.setdefault(item.scenario.name, []).append(item)
+    for name in sorted(by_name):
+        items = by_name[name]
+        good = sum(1 for item in items if item.ok)
+        lines.append(f"{name:24} {len(items):>5} {items[0].scenario.final_state:>12} {good:>12}")
+    wrong = [item for item in observed if not item.ok]
+    for item in wrong[:20]:
+        lines.append(
+            f"MISMATCH {item.scenario.name} {item.scenario.call_id}: expected {item.scenario.final_state}, "
+            f"observed {item.state} via {' > '.join(item.states) or 'nothing'}"
+        )
+    refused = [status for status in statuses if not 200 <= status < 300]
+    good = len(observed) - len(wrong)
+    lines.append(f"{len(statuses)} requests, {len(refused)} not 2xx; {good}/{len(observed)} calls as expected")
+    return lines, not wrong and not refused
