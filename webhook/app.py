@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import http
+from . import http, logs
 from .auth import Verifier
 from .delivery import Delivery
 from .journal import Journal
@@ -64,6 +65,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask("webhook", instance_relative_config=True)
     settings = load_settings(config, app=app)
     settings.check_auth()
+    logs.configure(settings.log_level, settings.log_format)
     for name in unknown_environment_names():
         logger.warning("%s is set but is not a comms-webhook setting (a typo?); it is ignored", name)
     # One byte of slack lets the view tell a body of exactly the limit from a longer stream (see http.py).
@@ -80,6 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         deferred_workers=settings.deferred_workers,
         lease_seconds=settings.outbox_lease_seconds,
         sweep_seconds=settings.outbox_sweep_seconds,
+        stale_after_seconds=settings.stale_after_seconds,
         clock=utc_now,
     )
     plugins = load_plugins(app, settings.plugins, autoload=not settings.disable_plugin_autoload)
@@ -102,6 +105,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.register_blueprint(http.bp)
     http.register_error_handlers(app)
+    if settings.proxy_hops:
+        # Trust exactly as many proxies as configured: more would let a client forge its address.
+        hops = settings.proxy_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     # After the plugins: events recovered from stopped processes need their handlers connected.
     delivery.start_sweeper()
     return app

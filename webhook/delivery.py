@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics
 from .errors import WebhookError
 from .model import Failure
 from .outbox import decode_event, encode_event
@@ -115,12 +116,14 @@ class Delivery:
         deferred_workers: int = 4,
         lease_seconds: float = 300.0,
         sweep_seconds: float = 30.0,
+        stale_after_seconds: float = 3000.0,
         clock: Callable[[], str],
     ) -> None:
         self.store = store
         self.slow_seconds = slow_seconds
         self.lease_seconds = lease_seconds
         self.sweep_seconds = sweep_seconds
+        self.stale_after_seconds = stale_after_seconds
         self.clock = clock
         self.stats: dict[str, HandlerStats] = {}
         self._stats_lock = threading.Lock()
@@ -174,6 +177,10 @@ class Delivery:
         _, error = signal.call_receiver(receiver, event.sender, event.kwargs)
         elapsed = time.perf_counter() - started
         name = receiver_name(receiver)
+        metrics.handler_calls.labels(name).inc()
+        metrics.handler_seconds.labels(name).observe(elapsed)
+        if error is not None:
+            metrics.handler_failures.labels(name).inc()
         with self._stats_lock:
             stats = self.stats.setdefault(name, HandlerStats())
             stats.calls += 1
@@ -228,8 +235,36 @@ class Delivery:
             self.deliver(events)
         return len(events)
 
+    def mark_stale_calls(self) -> int:
+        """Mark active calls quiet for ``stale_after_seconds`` as stale and deliver ``call_stale``; return how many.
+
+        Every worker of every instance may sweep: the store lets one of them mark each call.
+        """
+        seen_before = time.time() - self.stale_after_seconds
+        marked = 0
+        for call_id in self.store.quiet_calls(seen_before):
+            decision = self.store.mark_stale(
+                call_id,
+                seen_before,
+                self.clock(),
+                owner=process_owner(),
+                lease_until=self.lease_until(),
+                needs_delivery=self.needs_delivery,
+            )
+            if decision is not None:
+                marked += 1
+                metrics.stale_marked.inc()
+                logger.warning("call %s had no notification for %ds: marked stale", call_id, self.stale_after_seconds)
+                self.deliver(decision.events)
+        return marked
+
+    def sweep(self) -> None:
+        """One round of upkeep: undelivered events of stopped processes, then calls gone quiet."""
+        self.recover()
+        self.mark_stale_calls()
+
     def start_sweeper(self) -> None:
-        """Recover now, then every ``sweep_seconds``, in a daemon thread of this process (0 disables it)."""
+        """Sweep now, then every ``sweep_seconds``, in a daemon thread of this process (0 disables it)."""
         if self.sweep_seconds <= 0 or self._sweeper_pid == os.getpid():
             return
         self._sweeper_pid = os.getpid()
@@ -241,9 +276,9 @@ class Delivery:
                 if delivery is None:
                     return
                 try:
-                    delivery.recover()
+                    delivery.sweep()
                 except WebhookError as exc:
-                    logger.error("outbox sweep failed: %s", exc.message)
+                    logger.error("sweep failed: %s", exc.message)
                 interval = delivery.sweep_seconds
                 del delivery
                 time.sleep(interval)

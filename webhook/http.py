@@ -11,15 +11,26 @@ import hmac
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from . import metrics
 from .auth import Verifier
 from .delivery import Delivery
-from .errors import AuthError, Forbidden, NotFound, PayloadTooLarge, RequestError, UnsupportedMediaType, WebhookError
+from .errors import (
+    AuthError,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    RequestError,
+    StoreUnavailable,
+    UnsupportedMediaType,
+    WebhookError,
+)
 from .journal import Journal, correlation_headers
 from .model import CALL_STATES, Claims, canonical_enum
 from .plugins import LoadedPlugin
@@ -29,6 +40,7 @@ from .settings import Settings
 from .store.base import CallStore
 
 logger = logging.getLogger("webhook.http")
+access_log = logging.getLogger("webhook.access")
 
 bp = Blueprint("webhook", __name__)
 
@@ -74,7 +86,9 @@ def receive_notifications() -> tuple[str, int]:
     if len(raw) > limit:
         raise _too_large(limit)
     body = decode_body(raw)
-    state.receiver.receive(body, claims)
+    g.webhook_tenant = claims.tenant_id
+    decisions = state.receiver.receive(body, claims, correlation_headers(request.headers))
+    g.webhook_calls = sorted({d.call.id for d in decisions if d.call is not None})
     if state.journal is not None and state.settings.journal == "on":
         _journal(state.journal, "journal", {"tenant": claims.tenant_id, "body": _text(raw)})
     return "", 202
@@ -92,6 +106,7 @@ def _journal(journal: Journal, kind: str, fields: dict[str, Any]) -> None:
         journal.append(record, kind=kind)
     except OSError as exc:
         journal.errors += 1
+        metrics.journal_errors.inc()
         logger.error("could not write the %s journal in %s: %s", kind, journal.folder, exc)
 
 
@@ -113,9 +128,13 @@ def _require_admin(settings: Settings) -> None:
         raise Forbidden(
             "The read API is disabled. Set WEBHOOK_ADMIN_TOKEN and send it as 'Authorization: Bearer <token>'."
         )
+    _check_bearer(settings.admin_token, "WEBHOOK_ADMIN_TOKEN")
+
+
+def _check_bearer(expected: str, name: str) -> None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), settings.admin_token.encode()):
-        raise AuthError("Send the admin token as 'Authorization: Bearer <WEBHOOK_ADMIN_TOKEN>'.")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
+        raise AuthError(f"Send the token as 'Authorization: Bearer <{name}>'.")
 
 
 @bp.get("/api/calls")
@@ -145,6 +164,44 @@ def get_call(call_id: str) -> Response:
     if call is None:
         raise NotFound(f"No call {call_id} is known to this receiver.")
     return jsonify(call.to_dict())
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Prometheus metrics of every worker; needs METRICS_TOKEN, else ADMIN_TOKEN, when one is set."""
+    state = webhook_state()
+    token = state.settings.metrics_token or state.settings.admin_token
+    if token:
+        _check_bearer(token, "WEBHOOK_METRICS_TOKEN (or WEBHOOK_ADMIN_TOKEN)")
+    body, content_type = metrics.render(state.store.count_calls)
+    return Response(body, content_type=content_type)
+
+
+@bp.before_app_request
+def _start_timer() -> None:
+    g.webhook_started = time.perf_counter()
+
+
+@bp.after_app_request
+def _log_request(response: Response) -> Response:
+    started = g.get("webhook_started")
+    elapsed = time.perf_counter() - started if started is not None else 0.0
+    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    metrics.request_seconds.labels(endpoint, str(response.status_code)).observe(elapsed)
+    fields = {
+        "method": request.method,
+        "path": request.path,
+        "status": response.status_code,
+        "durationMs": round(elapsed * 1000, 2),
+        "remoteAddr": request.remote_addr,
+        "tenant": g.get("webhook_tenant"),
+        "callIds": g.get("webhook_calls"),
+        **correlation_headers(request.headers),
+    }
+    access_log.info(
+        "%s %s %s %.1fms", request.method, request.path, response.status_code, elapsed * 1000, extra={"fields": fields}
+    )
+    return response
 
 
 @bp.get("/healthz")
@@ -188,6 +245,7 @@ def _error_response(status: int, code: str, message: str, details: dict[str, Any
 
 def _handle_webhook_error(exc: WebhookError) -> Response:
     response = _error_response(exc.status, exc.code, exc.message, exc.details)
+    _count_refusal(exc.status, exc.code, exc.details)
     _journal_rejected(exc.status, exc.code, exc.message)
     if isinstance(exc, AuthError):
         # RFC 6750: error="invalid_token" for a token that fails verification, a bare challenge otherwise.
@@ -200,6 +258,17 @@ def _handle_webhook_error(exc: WebhookError) -> Response:
     if exc.status >= 500:
         logger.error("%s: %s", exc.code, exc.message)
     return response
+
+
+def _count_refusal(status: int, code: str, details: dict[str, Any]) -> None:
+    if request.url_rule is None or request.url_rule.rule != "/api/calls" or request.method != "POST":
+        return
+    if code == StoreUnavailable.code:
+        metrics.store_errors.inc()
+    elif 400 <= status < 500:
+        metrics.rejections.labels(code).inc()
+        if code == "invalid_token" and "reason" in details:
+            metrics.auth_failures.labels(details["reason"]).inc()
 
 
 def _journal_rejected(status: int, code: str, message: str) -> None:
@@ -223,6 +292,7 @@ def _handle_http_exception(exc: HTTPException) -> Response:
         message = "The body exceeds the size limit (WEBHOOK_MAX_BODY_BYTES)."
         code = PayloadTooLarge.code
         _journal_rejected(status, code, message)
+    _count_refusal(status, code, {})
     response = _error_response(status, code, message)
     allowed = dict(exc.get_headers()).get("Allow")
     if allowed:

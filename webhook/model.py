@@ -90,6 +90,9 @@ class Call:
     value of each top-level field wins; ``toneInfo`` is an event, kept in ``tones`` instead).
     ``end`` is the ``resultInfo`` and ``terminationReason`` of the notification that ended the call.
     ``media_active_at`` is when the call was first ``established`` with ``mediaState.audio`` ``active``.
+    ``seen_at`` is when the last notification about the call arrived (duplicates and late ones included);
+    ``stale_since`` is set when an active call went quiet for too long (its ``terminated`` may never come), and
+    cleared by the next notification.
     """
 
     id: str
@@ -104,6 +107,8 @@ class Call:
     duplicates: int = 0
     end: JSON | None = None
     media_active_at: str | None = None
+    stale_since: str | None = None
+    seen_at: str = ""
     created_at: str = ""
     updated_at: str = ""
 
@@ -155,6 +160,8 @@ class Call:
             "duplicates": self.duplicates,
             "end": self.end,
             "mediaActiveAt": self.media_active_at,
+            "staleSince": self.stale_since,
+            "seenAt": self.seen_at,
             "data": self.data,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
@@ -175,6 +182,8 @@ class Call:
             duplicates=int(doc.get("duplicates") or 0),
             end=doc.get("end"),
             media_active_at=doc.get("mediaActiveAt"),
+            stale_since=doc.get("staleSince"),
+            seen_at=doc.get("seenAt") or doc.get("updatedAt") or "",
             created_at=doc.get("createdAt") or "",
             updated_at=doc.get("updatedAt") or "",
         )

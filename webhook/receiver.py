@@ -8,16 +8,20 @@ signal.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
+from . import metrics
 from .delivery import Delivery, process_owner
 from .errors import PayloadError
 from .model import Claims, Notification
 from .schemas import load_notifications
 from .state import Decision, Event
 from .store.base import CallStore
+
+transitions_log = logging.getLogger("webhook.transitions")
 
 #: Deepest nesting of JSON accepted. Graph's bodies nest about 8 levels; the cap keeps a hostile body from
 #: exhausting the recursion limit anywhere downstream.
@@ -84,7 +88,7 @@ class Receiver:
         self.clock = clock
         self.delivery = delivery if delivery is not None else Delivery(store, clock=clock, sweep_seconds=0)
 
-    def receive(self, body: Any, claims: Claims | None = None) -> list[Decision]:
+    def receive(self, body: Any, claims: Claims | None = None, context: dict[str, str] | None = None) -> list[Decision]:
         """Process one decoded body; return one committed decision per notification, in order.
 
         Raises :class:`PayloadError` before anything happens when the body is invalid, and
@@ -94,9 +98,10 @@ class Receiver:
         notifications = load_notifications(body)
         if claims is not None:
             notifications = [n.with_claims(claims) for n in notifications]
-        return [self.apply(notification) for notification in notifications]
+        return [self.apply(notification, context) for notification in notifications]
 
-    def apply(self, notification: Notification) -> Decision:
+    def apply(self, notification: Notification, context: dict[str, str] | None = None) -> Decision:
+        """Apply one notification and deliver its events; ``context`` (correlation headers) goes into the logs."""
         delivery = self.delivery
         delivery.deliver([Event("notification_received", notification.kind, {"notification": notification})])
         decision = self.store.apply(
@@ -106,5 +111,25 @@ class Receiver:
             lease_until=delivery.lease_until(),
             needs_delivery=delivery.needs_delivery,
         )
+        metrics.notifications.labels(notification.kind, decision.outcome).inc()
+        for event in decision.events:
+            if event.name == "call_state_changed":
+                metrics.transitions.labels(event.sender).inc()
+                transitions_log.info(
+                    "call %s: %s -> %s",
+                    notification.call_id,
+                    event.kwargs.get("previous"),
+                    event.sender,
+                    extra={
+                        "fields": {
+                            "callId": notification.call_id,
+                            "from": event.kwargs.get("previous"),
+                            "to": event.sender,
+                            "changeType": notification.change_type,
+                            "tenant": notification.claims.tenant_id,
+                            **(context or {}),
+                        }
+                    },
+                )
         delivery.deliver(decision.events)
         return decision

@@ -35,6 +35,16 @@ def _positive_int(name: str, value: Any) -> int:
     return number
 
 
+def _non_negative_int(name: str, value: Any) -> int:
+    try:
+        number = int(value)
+        if isinstance(value, (bool, float)) or number < 0:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ConfigError(f"{PREFIX}{name} must be a whole number, 0 or more, got {value!r}") from None
+    return number
+
+
 def _positive_float(name: str, value: Any) -> float:
     try:
         number = float(value)
@@ -175,6 +185,16 @@ SETTINGS: tuple[Setting, ...] = (
         30.0,
         "How often each worker looks for undelivered events of stopped processes; 0 switches the sweeper off.",
     ),
+    Setting(
+        "STALE_AFTER_SECONDS",
+        _positive_float,
+        3000.0,
+        "An active call with no notification for this long is marked stale (Graph's keepAlive limit is 45 min).",
+    ),
+    Setting("METRICS_TOKEN", _text, "", "Bearer token of /metrics; without it, /metrics takes the admin token.", True),
+    Setting("PROXY_HOPS", _non_negative_int, 0, "Proxies in front whose X-Forwarded-* headers are trusted."),
+    Setting("LOG_FORMAT", _choice("json", "text"), "json", "json: one JSON object per log line; text: for people."),
+    Setting("LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info", "The level of comms-webhook's logs."),
     Setting("ADMIN_TOKEN", _text, "", "Bearer token of the read API; without it the read API answers 403.", True),
     Setting("MAX_BODY_BYTES", _positive_int, 1024 * 1024, "Largest accepted body, in bytes (413 above)."),
     Setting(
@@ -215,6 +235,11 @@ class Settings:
     deferred_workers: int
     outbox_lease_seconds: float
     outbox_sweep_seconds: float
+    stale_after_seconds: float
+    metrics_token: str
+    proxy_hops: int
+    log_format: str
+    log_level: str
     admin_token: str
     max_body_bytes: int
     store_timeout_seconds: float

@@ -155,6 +155,13 @@ tone_received = _signal(
     """A DTMF tone, once per ``sequenceId``. Sender: the tone (``"tone1"``...). Keyword arguments: ``call``,
     ``tone``, ``sequence_id``, ``notification``.""",
 )
+call_stale = _signal(
+    "call_stale",
+    """An active call had no notification for ``WEBHOOK_STALE_AFTER_SECONDS``: its ``terminated`` may never come
+    (Graph requires a keepAlive every 15 to 45 minutes). Fires once per quiet spell, on one worker of one
+    instance; the next notification clears the mark. Sender: the call id. Keyword arguments: ``call``,
+    ``last_seen`` (when the last notification arrived).""",
+)
 handler_failed = _signal(
     "handler_failed",
     """A receiver raised. The other receivers still ran and the request still succeeded. Sender: the name of
@@ -175,6 +182,7 @@ SIGNALS: dict[str, IsolatedSignal] = {
         participants_left,
         operation_completed,
         tone_received,
+        call_stale,
         handler_failed,
     )
 }

@@ -103,6 +103,9 @@ def decide(current: Call | None, notification: Notification, now: str) -> Decisi
     if notification.kind == "other":
         return Decision("ignored", None, reason=f"no state is kept for {notification.resource.path}")
     call = current.copy() if current is not None else Call(id=notification.call_id, created_at=now)
+    call.seen_at = now
+    # A notification proves the call is alive: a stale mark goes, whatever the notification does.
+    call.stale_since = None
     if notification.kind == "call":
         decision = _decide_call(call, notification, now)
     elif notification.kind == "participants":
@@ -336,3 +339,17 @@ def operation_succeeded(operation: JSON) -> bool:
     result = operation.get("resultInfo")
     code = as_int(result.get("code")) if isinstance(result, dict) else None
     return code is None or code < 400
+
+
+def mark_stale(call: Call, now: str) -> Decision:
+    """Mark a call that has gone quiet as stale: once, and only while it has not ended.
+
+    The sweeper calls this inside the store's transaction after checking the call's ``seen_at``; ``call_stale``
+    fires for the mark, so exactly one sweeper's mark is heard however many run.
+    """
+    if call.ended or call.stale_since is not None:
+        return Decision("duplicate", None)
+    marked = call.copy()
+    marked.stale_since = now
+    event = Event("call_stale", marked.id, {"call": marked, "last_seen": call.seen_at})
+    return Decision("updated", marked, (event,), reason="no notification for too long")

@@ -57,6 +57,30 @@ class CallStore(abc.ABC):
         """Calls, most recently updated first; only those in ``state``, or only those not ended (``active``)."""
 
     @abc.abstractmethod
+    def count_calls(self, what: str) -> int:
+        """How many calls are ``"active"`` (not ended) or ``"stale"`` (active, marked stale)."""
+
+    @abc.abstractmethod
+    def quiet_calls(self, seen_before: float, limit: int = 100) -> list[str]:
+        """Ids of active calls not yet marked stale whose last notification came before ``seen_before`` (epoch)."""
+
+    @abc.abstractmethod
+    def mark_stale(
+        self,
+        call_id: str,
+        seen_before: float,
+        now: str,
+        *,
+        owner: str = "",
+        lease_until: float = 0.0,
+        needs_delivery: NeedsDelivery = _always,
+    ) -> Decision | None:
+        """Atomically mark the call stale if it is still active, unmarked and quiet; None when it is not.
+
+        Of several sweepers racing on one call, exactly one gets the decision (and its ``call_stale`` event).
+        """
+
+    @abc.abstractmethod
     def complete(self, event_ids: Iterable[int]) -> None:
         """Remove delivered events from the outbox."""
 

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,7 +37,7 @@ from redis.exceptions import RedisError, WatchError
 from ..errors import StoreError, StoreUnavailable
 from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
-from ..state import Decision, Event, decide
+from ..state import Decision, Event, decide, mark_stale
 from .base import CallStore, NeedsDelivery, _always
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call
@@ -50,6 +51,13 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 return event
 """
+
+
+def _epoch_ms(timestamp: str) -> float:
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000
+    except ValueError:
+        return time.time() * 1000
 
 
 def masked_url(url: str) -> str:
@@ -115,33 +123,47 @@ class RedisStore(CallStore):
                         raw = pipe.get(call_key)
                         current = Call.from_dict(json.loads(raw)) if raw else None
                         decision = decide(current, notification, now)
-                        wanted = [event for event in decision.events if needs_delivery(event)]
-                        # Ids are taken before MULTI; a retried attempt simply leaves gaps.
-                        ids = [int(pipe.incr(self.key("outbox", "seq"))) for _ in wanted] if wanted else []
-                        pipe.multi()
-                        if decision.call is not None:
-                            self._write_call(pipe, decision.call, current)
-                        for event_id, event in zip(ids, wanted, strict=True):
-                            key = str(event_id)
-                            pipe.hset(self.key("outbox"), key, encode_event(event))
-                            pipe.hset(self.key("outbox", "owner"), key, owner)
-                            pipe.zadd(self.key("outbox", "lease"), {key: lease_until})
-                        pipe.execute()
+                        return self._commit(pipe, decision, current, owner, lease_until, needs_delivery)
                     except WatchError:
                         continue
-                numbers = iter(ids)
-                events = tuple(
-                    replace(event, id=next(numbers)) if any(event is w for w in wanted) else event
-                    for event in decision.events
-                )
-                return replace(decision, events=events)
         raise StoreUnavailable(
             f"call {notification.call_id} changed {_MAX_ATTEMPTS} times while this notification was applied; retry"
         )
 
+    def _commit(
+        self,
+        pipe: Any,
+        decision: Decision,
+        current: Call | None,
+        owner: str,
+        lease_until: float,
+        needs_delivery: NeedsDelivery,
+    ) -> Decision:
+        """Write a decision's call and outbox rows in one MULTI/EXEC on a watching pipeline; number its events.
+
+        Raises ``WatchError`` when the call changed since it was read: the caller decides again.
+        """
+        wanted = [event for event in decision.events if needs_delivery(event)]
+        # Ids are taken before MULTI; an attempt that loses the race simply leaves gaps.
+        ids = [int(pipe.incr(self.key("outbox", "seq"))) for _ in wanted]
+        pipe.multi()
+        if decision.call is not None:
+            self._write_call(pipe, decision.call, current)
+        for event_id, event in zip(ids, wanted, strict=True):
+            key = str(event_id)
+            pipe.hset(self.key("outbox"), key, encode_event(event))
+            pipe.hset(self.key("outbox", "owner"), key, owner)
+            pipe.zadd(self.key("outbox", "lease"), {key: lease_until})
+        pipe.execute()
+        numbers = iter(ids)
+        events = tuple(
+            replace(event, id=next(numbers)) if any(event is w for w in wanted) else event for event in decision.events
+        )
+        return replace(decision, events=events)
+
     def _write_call(self, pipe: Any, call: Call, previous: Call | None) -> None:
         call_id = call.id
-        score = time.time() * 1000
+        score = _epoch_ms(call.seen_at)  # the indexes are ordered by the last notification
         doc = json.dumps(call.to_dict())
         if call.state == "terminated":
             pipe.set(self.key("call", call_id), doc, ex=int(self.retention_seconds))
@@ -158,6 +180,50 @@ class RedisStore(CallStore):
         if call.state is not None:
             pipe.zadd(self.key("state", call.state), {call_id: score})
         pipe.zadd(self.key("calls"), {call_id: score})
+        if call.stale_since is not None and call.state != "terminated":
+            pipe.zadd(self.key("stale"), {call_id: score})
+        else:
+            pipe.zrem(self.key("stale"), call_id)
+
+    def count_calls(self, what: str) -> int:
+        with self._errors():
+            return int(self.client.zcard(self.key("stale" if what == "stale" else "active")))
+
+    def quiet_calls(self, seen_before: float, limit: int = 100) -> list[str]:
+        with self._errors():
+            ids: list[str] = self.client.zrangebyscore(self.key("active"), "-inf", seen_before * 1000, 0, limit * 2)
+            if not ids:
+                return []
+            marked = self.client.zmscore(self.key("stale"), ids)
+        return [call_id for call_id, score in zip(ids, marked, strict=True) if score is None][:limit]
+
+    def mark_stale(
+        self,
+        call_id: str,
+        seen_before: float,
+        now: str,
+        *,
+        owner: str = "",
+        lease_until: float = 0.0,
+        needs_delivery: NeedsDelivery = _always,
+    ) -> Decision | None:
+        call_key = self.key("call", call_id)
+        with self._errors():
+            for _ in range(_MAX_ATTEMPTS):
+                with self.client.pipeline(transaction=True) as pipe:
+                    try:
+                        pipe.watch(call_key)
+                        raw = pipe.get(call_key)
+                        call = Call.from_dict(json.loads(raw)) if raw else None
+                        if call is None or _epoch_ms(call.seen_at) >= seen_before * 1000:
+                            return None
+                        decision = mark_stale(call, now)
+                        if decision.call is None:
+                            return None
+                        return self._commit(pipe, decision, call, owner, lease_until, needs_delivery)
+                    except WatchError:
+                        continue
+        return None
 
     def get(self, call_id: str) -> Call | None:
         with self._errors():

@@ -15,15 +15,16 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
-from ..state import Decision, Event, decide
+from ..state import Decision, Event, decide, mark_stale
 from .base import CallStore, NeedsDelivery, _always
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     id TEXT PRIMARY KEY,
@@ -56,6 +57,11 @@ CREATE TABLE IF NOT EXISTS failures (
 );
 CREATE INDEX IF NOT EXISTS failures_by_status ON failures (status, id);
 """
+# Columns added after the first release, for databases created before them.
+_ADDED_COLUMNS = {
+    "seen_at": "ALTER TABLE calls ADD COLUMN seen_at TEXT",
+    "stale_since": "ALTER TABLE calls ADD COLUMN stale_since TEXT",
+}
 
 
 class SQLiteStore(CallStore):
@@ -111,6 +117,11 @@ class SQLiteStore(CallStore):
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
                     conn.execute(statement)
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+            for column, statement in _ADDED_COLUMNS.items():
+                if column not in columns:
+                    conn.execute(statement)
+            conn.execute("CREATE INDEX IF NOT EXISTS calls_by_seen ON calls (stale_since, seen_at)")
             conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -133,27 +144,80 @@ class SQLiteStore(CallStore):
                 row = conn.execute("SELECT doc FROM calls WHERE id = ?", (notification.call_id,)).fetchone()
                 current = Call.from_dict(json.loads(row[0])) if row else None
                 decision = decide(current, notification, now)
-                if decision.call is not None:
-                    call = decision.call
-                    conn.execute(
-                        "INSERT INTO calls (id, state, updated_at, doc) VALUES (?, ?, ?, ?) "
-                        "ON CONFLICT (id) DO UPDATE SET state = excluded.state, "
-                        "updated_at = excluded.updated_at, doc = excluded.doc",
-                        (call.id, call.state, call.updated_at, json.dumps(call.to_dict())),
-                    )
-                events = []
-                for event in decision.events:
-                    if needs_delivery(event):
-                        cursor = conn.execute(
-                            "INSERT INTO outbox (call_id, event, owner, lease_until, created_at) "
-                            "VALUES (?, ?, ?, ?, ?)",
-                            (notification.call_id, encode_event(event), owner, lease_until, now),
-                        )
-                        event = replace(event, id=cursor.lastrowid)
-                    events.append(event)
+                decision = self._commit(conn, decision, notification.call_id, now, owner, lease_until, needs_delivery)
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
+        return decision
+
+    def _commit(
+        self,
+        conn: sqlite3.Connection,
+        decision: Decision,
+        call_id: str,
+        now: str,
+        owner: str,
+        lease_until: float,
+        needs_delivery: NeedsDelivery,
+    ) -> Decision:
+        """Write a decision's call and outbox rows (inside the caller's transaction); number its events."""
+        if decision.call is not None:
+            call = decision.call
+            conn.execute(
+                "INSERT INTO calls (id, state, updated_at, seen_at, stale_since, doc) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, "
+                "seen_at = excluded.seen_at, stale_since = excluded.stale_since, doc = excluded.doc",
+                (call.id, call.state, call.updated_at, call.seen_at, call.stale_since, json.dumps(call.to_dict())),
+            )
+        events = []
+        for event in decision.events:
+            if needs_delivery(event):
+                cursor = conn.execute(
+                    "INSERT INTO outbox (call_id, event, owner, lease_until, created_at) VALUES (?, ?, ?, ?, ?)",
+                    (call_id, encode_event(event), owner, lease_until, now),
+                )
+                event = replace(event, id=cursor.lastrowid)
+            events.append(event)
         return replace(decision, events=tuple(events))
+
+    def count_calls(self, what: str) -> int:
+        condition = "(state IS NULL OR state != 'terminated')"
+        if what == "stale":
+            condition += " AND stale_since IS NOT NULL"
+        ((count,),) = self._read(f"SELECT COUNT(*) FROM calls WHERE {condition}")
+        assert isinstance(count, int)
+        return count
+
+    def quiet_calls(self, seen_before: float, limit: int = 100) -> list[str]:
+        rows = self._read(
+            "SELECT id FROM calls WHERE stale_since IS NULL AND seen_at < ? "
+            "AND (state IS NULL OR state != 'terminated') ORDER BY seen_at LIMIT ?",
+            (iso(seen_before), limit),
+        )
+        return [str(call_id) for (call_id,) in rows]
+
+    def mark_stale(
+        self,
+        call_id: str,
+        seen_before: float,
+        now: str,
+        *,
+        owner: str = "",
+        lease_until: float = 0.0,
+        needs_delivery: NeedsDelivery = _always,
+    ) -> Decision | None:
+        conn = self._connect()
+        try:
+            with self._transaction(conn):
+                row = conn.execute("SELECT doc FROM calls WHERE id = ?", (call_id,)).fetchone()
+                call = Call.from_dict(json.loads(row[0])) if row else None
+                if call is None or call.seen_at >= iso(seen_before):
+                    return None
+                decision = mark_stale(call, now)
+                if decision.call is None:
+                    return None
+                return self._commit(conn, decision, call_id, now, owner, lease_until, needs_delivery)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -259,6 +323,11 @@ class SQLiteStore(CallStore):
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             conn.close()
         self._local = threading.local()
+
+
+def iso(epoch: float) -> str:
+    """An epoch time in the ISO format the calls' times are kept in (UTC, milliseconds, Z): comparable as text."""
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _translate(exc: sqlite3.Error, path: Path) -> StoreError:

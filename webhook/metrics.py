@@ -1,0 +1,86 @@
+"""Prometheus metrics, correct across gunicorn workers.
+
+Counters and histograms live in the process that counts them; with ``PROMETHEUS_MULTIPROC_DIR`` set (the
+shipped ``deploy/gunicorn.conf.py`` sets it), every worker writes them to that folder and ``GET /metrics``,
+whichever worker answers, adds them up. Call counts (active, stale) are read from the store at scrape time, so
+they are the truth of every instance sharing it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+NAMESPACE = "comms_webhook"
+
+notifications = Counter(
+    "notifications_total",
+    "Valid notifications, by resource kind and what they did.",
+    ["kind", "outcome"],
+    namespace=NAMESPACE,
+)
+rejections = Counter("rejections_total", "Requests refused with a 4xx, by error code.", ["reason"], namespace=NAMESPACE)
+auth_failures = Counter(
+    "auth_failures_total", "Callbacks refused by token verification, by reason.", ["reason"], namespace=NAMESPACE
+)
+transitions = Counter("transitions_total", "Applied call transitions, by new state.", ["state"], namespace=NAMESPACE)
+handler_calls = Counter("handler_calls_total", "Handler runs, by handler.", ["handler"], namespace=NAMESPACE)
+handler_failures = Counter(
+    "handler_failures_total", "Handler runs that raised, by handler.", ["handler"], namespace=NAMESPACE
+)
+handler_seconds = Histogram(
+    "handler_duration_seconds",
+    "Time spent in each handler.",
+    ["handler"],
+    namespace=NAMESPACE,
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30),
+)
+request_seconds = Histogram(
+    "request_duration_seconds",
+    "Time to answer a request, by endpoint and status.",
+    ["endpoint", "status"],
+    namespace=NAMESPACE,
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+journal_errors = Counter("journal_errors_total", "Journal appends that failed.", namespace=NAMESPACE)
+store_errors = Counter("store_errors_total", "Requests the store could not serve (503).", namespace=NAMESPACE)
+stale_marked = Counter(
+    "calls_marked_stale_total", "Calls found with no notification for too long.", namespace=NAMESPACE
+)
+
+
+class StoreGauges(Collector):
+    """Active and stale calls, counted by the store when Prometheus scrapes."""
+
+    def __init__(self, count: Callable[[str], int]) -> None:
+        self.count = count
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        for name, documentation in (
+            ("active", "Calls that have not ended."),
+            ("stale", "Active calls with no notification for longer than WEBHOOK_STALE_AFTER_SECONDS."),
+        ):
+            family = GaugeMetricFamily(f"{NAMESPACE}_{name}_calls", documentation)
+            try:
+                family.add_metric([], self.count(name))
+            except Exception:
+                continue
+            yield family
+
+
+def render(count: Callable[[str], int]) -> tuple[bytes, str]:
+    """The exposition text: this process's metrics, or every worker's in multiprocess mode, plus the gauges."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        counted = CollectorRegistry()
+        multiprocess.MultiProcessCollector(counted)  # type: ignore[no-untyped-call]
+    else:
+        from prometheus_client import REGISTRY as counted
+    gauges = CollectorRegistry()
+    gauges.register(StoreGauges(count))
+    return generate_latest(counted) + generate_latest(gauges), CONTENT_TYPE_LATEST
