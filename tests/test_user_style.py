@@ -33,6 +33,7 @@ def test_every_scenario_replays(replay, notifications, name):
 def test_the_fixtures_come_from_the_installed_plugin_alone(tmp_path):
     """Run this very module in a folder of its own, where no conftest of ours exists: only the pytest11
     entry point of the installed distribution provides the fixtures."""
+    import os
     import pathlib
     import subprocess
     import sys
@@ -45,6 +46,7 @@ def test_the_fixtures_come_from_the_installed_plugin_alone(tmp_path):
         capture_output=True,
         text=True,
         timeout=300,
+        env={name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 passed" in result.stdout

@@ -267,6 +267,49 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except WebhookError as exc:
+        print(f"PROBLEM: {exc.message}")
+        return 1
+    width = max(len(name) for name in settings.masked())
+    for name, value in settings.masked().items():
+        shown = ",".join(value) if isinstance(value, tuple) else value
+        print(f"WEBHOOK_{name:{width}}  {shown}")
+    problems: list[str] = []
+    notes: list[str] = []
+    try:
+        settings.check_auth()
+    except WebhookError as exc:
+        problems.append(exc.message)
+    try:
+        store = open_store(settings.store_url, **settings.store_options())
+        store.ping()
+    except WebhookError as exc:
+        problems.append(f"store: {exc.message}")
+    if not problems:
+        try:
+            create_app({"OUTBOX_SWEEP_SECONDS": 0})  # plugins, journal folder: everything start-up does
+        except WebhookError as exc:
+            problems.append(exc.message)
+    if settings.auth == "jwt":
+        try:
+            fetch_keys(settings.openid_config_url, timeout=settings.key_fetch_timeout_seconds)
+        except (OSError, ValueError) as exc:
+            problems.append(f"Graph's signing keys cannot be fetched from {settings.openid_config_url}: {exc}")
+    else:
+        notes.append("WEBHOOK_AUTH=disabled: anyone who reaches the URL can post notifications")
+    if not settings.admin_token:
+        notes.append("WEBHOOK_ADMIN_TOKEN is empty: the read API answers 403 and /metrics is open")
+    for note in notes:
+        print(f"note: {note}")
+    for problem in problems:
+        print(f"PROBLEM: {problem}")
+    print("no problem found" if not problems else f"{len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
 def _app_state() -> WebhookState:
     """The app the receiver would run, plugins loaded: handlers and the store as the server sees them."""
     app = create_app({"OUTBOX_SWEEP_SECONDS": 0})
@@ -292,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     calls.add_argument("--active", action="store_true", help="only calls that have not ended")
     calls.add_argument("--json", action="store_true", help="print the calls as JSON")
     calls.set_defaults(func=_calls)
+
+    check_config = commands.add_parser(
+        "check-config", help="print the effective settings (secrets masked) and every problem found"
+    )
+    check_config.set_defaults(func=_check_config)
 
     check_auth = commands.add_parser("check-auth", help="fetch Graph's signing keys and print what was found")
     check_auth.set_defaults(func=_check_auth)
