@@ -272,3 +272,25 @@ def test_auth_runs_before_the_body_is_read(module_keys: LocalGraphKeys, store_ur
     app = jwt_app(module_keys, store_url)
     assert post_unreadable(app, "Bearer forged.token.here").status_code == 401
     assert post_unreadable(app, f"Bearer {module_keys.token(aud=APP_ID)}").status_code == 413
+
+
+def test_a_remembered_token_still_expires(module_keys: LocalGraphKeys, store_url: str) -> None:
+    app = jwt_app(module_keys, store_url, AUTH_LEEWAY_SECONDS=0)
+    token = module_keys.token(aud=APP_ID, expires_in=1.5)
+    assert post(app, f"Bearer {token}").status_code == 202
+    assert post(app, f"Bearer {token}").status_code == 202  # from the cache of verified tokens
+    time.sleep(1.6)
+    refused = post(app, f"Bearer {token}")
+    assert refused.status_code == 401
+    assert refused.get_json()["details"] == {"reason": "expired"}
+
+
+def test_a_remembered_token_stops_passing_when_its_key_is_withdrawn(keys: LocalGraphKeys, store_url: str) -> None:
+    app = jwt_app(keys, store_url, JWKS_REFRESH_SECONDS=0.3, JWKS_MIN_REFETCH_SECONDS=0.1)
+    token = keys.token(aud=APP_ID)
+    assert post(app, f"Bearer {token}").status_code == 202
+    new = keys.add_key()
+    keys.remove_key(keys.kid)
+    time.sleep(0.4)
+    assert post(app, f"Bearer {keys.token(aud=APP_ID, kid=new)}").status_code == 202  # refreshes the keys
+    assert post(app, f"Bearer {token}").status_code == 401

@@ -19,6 +19,7 @@ from .plugins import on
 from .receiver import Receiver
 from .signals import (
     call_media_active,
+    call_stale,
     call_state_changed,
     call_updated,
     handler_failed,
@@ -46,6 +47,7 @@ __all__ = [
     "StoreUnavailable",
     "WebhookError",
     "call_media_active",
+    "call_stale",
     "call_state_changed",
     "call_updated",
     "create_app",

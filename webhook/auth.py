@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -30,6 +31,7 @@ DEFAULT_ISSUERS = ("https://graph.microsoft.com", "https://api.botframework.com"
 ALLOWED_ALGORITHMS = ("RS256",)
 _KEY_BEARING_HEADERS = ("jwk", "jku", "x5u", "x5c")
 _MAX_TOKEN_CHARS = 16 * 1024
+_VERIFIED_CACHE_SIZE = 256
 
 REASONS = {
     "missing_token": "No Authorization header: Graph sends 'Authorization: Bearer <token>'.",
@@ -76,6 +78,10 @@ class Verifier:
         self.leeway_seconds = leeway_seconds
         self.failures: Counter[str] = Counter()
         self._failures_lock = threading.Lock()
+        # Graph reuses one token for many callbacks: remember the verified ones (by their exact text) until
+        # they expire, so each costs one dictionary lookup instead of a signature check.
+        self._verified: OrderedDict[str, tuple[str, float, float, Claims]] = OrderedDict()
+        self._verified_lock = threading.Lock()
 
     def verify(self, authorization: str | None) -> Claims:
         """Verify an ``Authorization`` header value; return the sender's claims or raise :class:`AuthError`.
@@ -100,6 +106,9 @@ class Verifier:
         token = token.strip()
         if not token:
             raise refuse("empty_token")
+        cached = self._cached(token)
+        if cached is not None:
+            return cached
         if len(token) > _MAX_TOKEN_CHARS:
             raise refuse("malformed_token", "It is far longer than any Graph token.")
         try:
@@ -123,7 +132,37 @@ class Verifier:
         if self.allowed_tenants and tenant.lower() not in self.allowed_tenants:
             raise refuse("tenant_not_allowed")
         app_id = claims.get("appid") or claims.get("azp")
-        return Claims(tenant_id=tenant, app_id=app_id if isinstance(app_id, str) else None, issuer=claims["iss"])
+        verified = Claims(tenant_id=tenant, app_id=app_id if isinstance(app_id, str) else None, issuer=claims["iss"])
+        self._remember(token, kid, claims, verified)
+        return verified
+
+    def _cached(self, token: str) -> Claims | None:
+        """The claims of a token verified before, if it is still within its validity and its key still listed."""
+        with self._verified_lock:
+            entry = self._verified.get(token)
+        if entry is None:
+            return None
+        kid, not_before, expires, claims = entry
+        now = time.time()
+        # keys.get keeps the refresh schedule: a withdrawn key stops its tokens at the next refresh, cached or not.
+        if not (not_before - self.leeway_seconds <= now < expires + self.leeway_seconds) or self.keys.get(kid) is None:
+            with self._verified_lock:
+                self._verified.pop(token, None)
+            return None
+        return claims
+
+    def _remember(self, token: str, kid: str, claims: dict[str, Any], verified: Claims) -> None:
+        not_before = claims.get("nbf")
+        entry = (
+            kid,
+            float(not_before) if isinstance(not_before, (int, float)) else 0.0,
+            float(claims["exp"]),
+            verified,
+        )
+        with self._verified_lock:
+            self._verified[token] = entry
+            while len(self._verified) > _VERIFIED_CACHE_SIZE:
+                self._verified.popitem(last=False)
 
     def _decode(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
         try:

@@ -66,7 +66,6 @@ class Journal:
         self.max_bytes = max_bytes
         self.retention_days = retention_days
         self.fsync = fsync
-        self._lock_path = self.folder / ".journal.lock"
         self._thread_lock = threading.Lock()
         self._pruned_day: str | None = None
         self.errors = 0
@@ -75,8 +74,8 @@ class Journal:
         """Append one record as one line. Raises ``OSError`` when the folder cannot be written."""
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
         day = datetime.now(timezone.utc).strftime("%Y%m%d")
-        with self._thread_lock, self._folder_lock():
-            path = self._current_file(kind, day, len(line))
+        with self._thread_lock, _FolderLock(self.folder / f".{kind}.lock") as lock:
+            path = self._current_file(lock, kind, day, len(line))
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 os.write(fd, line)
@@ -88,20 +87,30 @@ class Journal:
                 self._pruned_day = day
                 self._prune(day)
 
-    def _folder_lock(self) -> _FolderLock:
-        return _FolderLock(self._lock_path)
-
-    def _current_file(self, kind: str, day: str, incoming: int) -> Path:
-        indexes = sorted(
-            int(match["index"])
-            for match in (_NAME.match(p.name) for p in self.folder.iterdir())
-            if match and match["kind"] == kind and match["day"] == day
-        )
-        index = indexes[-1] if indexes else 1
-        path = self.folder / f"{kind}-{day}-{index:03d}.jsonl"
-        if path.exists() and path.stat().st_size > 0 and path.stat().st_size + incoming > self.max_bytes:
-            path = self.folder / f"{kind}-{day}-{index + 1:03d}.jsonl"
+    def _current_file(self, lock: _FolderLock, kind: str, day: str, incoming: int) -> Path:
+        """The file to append to. The lock file holds the current file's name, so that every process agrees
+        on it without listing the folder at each append; the listing happens only on a change of file."""
+        name = lock.read()
+        path = self.folder / name if name else None
+        if path is None or not name.startswith(f"{kind}-{day}-") or self._full(path, incoming):
+            indexes = sorted(
+                int(match["index"])
+                for match in (_NAME.match(p.name) for p in self.folder.iterdir())
+                if match and match["kind"] == kind and match["day"] == day
+            )
+            index = indexes[-1] if indexes else 1
+            path = self.folder / f"{kind}-{day}-{index:03d}.jsonl"
+            if self._full(path, incoming):
+                path = self.folder / f"{kind}-{day}-{index + 1:03d}.jsonl"
+            lock.write(path.name)
         return path
+
+    def _full(self, path: Path, incoming: int) -> bool:
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            return False
+        return size > 0 and size + incoming > self.max_bytes
 
     def _prune(self, today: str) -> None:
         oldest = (datetime.strptime(today, "%Y%m%d") - timedelta(days=self.retention_days)).strftime("%Y%m%d")
@@ -120,19 +129,30 @@ class Journal:
 
 
 class _FolderLock:
-    """An exclusive ``flock`` on the folder's lock file, held for one append (between processes)."""
+    """An exclusive ``flock`` on one lock file of the folder, held for one append (between processes).
+
+    The lock file's content is the name of the file being appended to.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd = -1
 
-    def __enter__(self) -> None:
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o640)
+    def __enter__(self) -> _FolderLock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
 
     def __exit__(self, *exc: object) -> None:
         fcntl.flock(self.fd, fcntl.LOCK_UN)
         os.close(self.fd)
+
+    def read(self) -> str:
+        return os.pread(self.fd, 256, 0).decode(errors="replace").strip()
+
+    def write(self, name: str) -> None:
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, name.encode(), 0)
 
 
 def read_records(path: Path) -> Iterator[dict[str, Any]]:

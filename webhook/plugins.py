@@ -40,6 +40,7 @@ from .errors import ConfigError
 from .signals import (
     IsolatedSignal,
     call_media_active,
+    call_stale,
     call_state_changed,
     call_updated,
     handler_failed,
@@ -152,6 +153,10 @@ class On:
     def notification(self, *kinds: Any, deferred: bool = False) -> Any:
         """Every valid notification, before it changes any state (``"call"``, ``"participants"``...)."""
         return self._decorate(notification_received, kinds, deferred)
+
+    def stale(self, *args: Any, deferred: bool = False) -> Any:
+        """An active call went quiet for STALE_AFTER_SECONDS: ``call``, ``last_seen``."""
+        return self._decorate(call_stale, args, deferred)
 
     def failure(self, *signal_names: Any) -> Any:
         """Another handler raised: ``handler``, ``exception``, ``call``..."""

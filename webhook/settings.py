@@ -152,6 +152,13 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("KEY_FETCH_TIMEOUT_SECONDS", _positive_float, 5.0, "Timeout of each request to the key server."),
     Setting(
+        "SQLITE_SYNCHRONOUS",
+        _choice("full", "normal"),
+        "full",
+        "SQLite: full flushes each commit to disk before the 202; normal survives crashes of the receiver, "
+        "not power cuts.",
+    ),
+    Setting(
         "RETENTION_SECONDS",
         _positive_float,
         7 * 24 * 3600.0,
@@ -221,6 +228,7 @@ class Settings:
     jwks_refresh_seconds: float
     jwks_min_refetch_seconds: float
     key_fetch_timeout_seconds: float
+    sqlite_synchronous: str
     retention_seconds: float
     redis_prefix: str
     journal: str
@@ -263,6 +271,7 @@ class Settings:
             "timeout": self.store_timeout_seconds,
             "retention_seconds": self.retention_seconds,
             "prefix": self.redis_prefix,
+            "sqlite_synchronous": self.sqlite_synchronous,
         }
 
     def check_auth(self) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
@@ -271,20 +272,26 @@ def send_all(
     concurrency: int = 16,
     headers: dict[str, str] | None = None,
     seed: int = 0,
+    rate: float | None = None,
+    latencies: list[float] | None = None,
 ) -> list[int]:
     """POST every body from ``concurrency`` threads; return the status of each, in body order.
 
     ``url`` may be several receivers: each body then goes to one of them at random (reproducible by ``seed``),
     as a load balancer would spread Graph's callbacks. A connection error counts as status 0. The threads take
-    bodies from one shared queue, in the order given, interleaved as the servers answer.
+    bodies from one shared queue, in the order given, interleaved as the servers answer. ``rate`` caps the
+    requests started per second (an open-loop load); ``latencies``, when given, receives each request's seconds.
     """
     urls = [url] if isinstance(url, str) else list(url)
     rng = random.Random(seed)
     targets = [urls[0] if len(urls) == 1 else rng.choice(urls) for _ in bodies]
+    payloads = [json.dumps(body).encode() for body in bodies]
     statuses = [0] * len(bodies)
+    timings = [0.0] * len(bodies)
     next_index = iter(range(len(bodies)))
     lock = threading.Lock()
     sent_headers = {"Content-Type": "application/json", **(headers or {})}
+    started = time.perf_counter()
 
     def worker() -> None:
         while True:
@@ -292,9 +299,12 @@ def send_all(
                 index = next(next_index, None)
             if index is None:
                 return
-            request = urllib.request.Request(
-                targets[index], data=json.dumps(bodies[index]).encode(), headers=sent_headers, method="POST"
-            )
+            if rate:
+                delay = started + index / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            request = urllib.request.Request(targets[index], data=payloads[index], headers=sent_headers, method="POST")
+            begin = time.perf_counter()
             try:
                 with urllib.request.urlopen(request, timeout=30) as response:
                     statuses[index] = response.status
@@ -302,12 +312,15 @@ def send_all(
                 statuses[index] = exc.code
             except OSError:
                 statuses[index] = 0
+            timings[index] = time.perf_counter() - begin
 
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
+    if latencies is not None:
+        latencies.extend(timings)
     return statuses
 
 

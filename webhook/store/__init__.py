@@ -12,7 +12,12 @@ WEEK = 7 * 24 * 3600
 
 
 def open_store(
-    url: str, *, timeout: float = 5.0, retention_seconds: float = WEEK, prefix: str = "comms-webhook"
+    url: str,
+    *,
+    timeout: float = 5.0,
+    retention_seconds: float = WEEK,
+    prefix: str = "comms-webhook",
+    sqlite_synchronous: str = "full",
 ) -> CallStore:
     """Open the store a ``STORE_URL`` names.
 
@@ -21,7 +26,7 @@ def open_store(
     calls are kept).
     """
     if url.startswith("sqlite:///"):
-        return SQLiteStore.from_url(url, timeout=timeout)
+        return SQLiteStore.from_url(url, timeout=timeout, synchronous=sqlite_synchronous)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisStore  # redis-py is imported only by those who use it
 

@@ -3,7 +3,9 @@
 Each ``apply`` runs ``BEGIN IMMEDIATE``: the write lock is taken before the call is read, so two workers
 applying notifications to the same call are serialized and the second one decides on what the first one
 wrote. WAL lets readers (the read API) proceed during writes; ``busy_timeout`` makes a writer wait for the lock
-instead of failing at once; ``synchronous=FULL`` makes a commit durable before the 202 is sent.
+instead of failing at once. ``synchronous=FULL`` (the default, ``SQLITE_SYNCHRONOUS``) makes each commit
+durable on disk before the 202 is sent; ``normal`` survives any crash of the receiver but may lose the last
+commits to a power cut or a kernel crash, in exchange for fewer disk flushes.
 """
 
 from __future__ import annotations
@@ -67,10 +69,13 @@ _ADDED_COLUMNS = {
 class SQLiteStore(CallStore):
     """A :class:`CallStore` in a SQLite file. Connections are per thread and per process (fork-safe)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0, synchronous: str = "full") -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         self.timeout = timeout
+        if synchronous not in ("full", "normal"):
+            raise ConfigError(f"WEBHOOK_SQLITE_SYNCHRONOUS must be full or normal, got {synchronous!r}")
+        self.synchronous = synchronous.upper()
         self._local = threading.local()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,7 +84,7 @@ class SQLiteStore(CallStore):
         self._migrate()
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 5.0) -> SQLiteStore:
+    def from_url(cls, url: str, *, timeout: float = 5.0, synchronous: str = "full") -> SQLiteStore:
         """``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (SQLAlchemy's spelling)."""
         path = url[len("sqlite:///") :]
         if not path or path == ":memory:" or path.startswith("file:"):
@@ -87,7 +92,7 @@ class SQLiteStore(CallStore):
                 "WEBHOOK_STORE_URL: give the SQLite database a file path (sqlite:///PATH); "
                 "an in-memory database cannot be shared between workers"
             )
-        return cls(path, timeout=timeout)
+        return cls(path, timeout=timeout, synchronous=synchronous)
 
     def _connect(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -97,7 +102,7 @@ class SQLiteStore(CallStore):
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         except sqlite3.Error as exc:
             raise StoreUnavailable(f"cannot open the SQLite store {self.path}: {exc}") from exc
         self._local.conn = conn
@@ -245,8 +250,19 @@ class SQLiteStore(CallStore):
 
     def complete(self, event_ids: Iterable[int]) -> None:
         ids = list(event_ids)
-        if ids:
-            self._write(f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids))
+        if not ids:
+            return
+        conn = self._connect()
+        try:
+            # Losing this delete to a power cut only means delivering the events again (handlers are
+            # idempotent), so it need not wait for the disk like a call's transition does.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            try:
+                conn.execute(f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids))
+            finally:
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
 
     def claim_orphans(
         self, owner: str, now: float, lease_until: float, is_dead: Callable[[str], bool], limit: int = 100
