@@ -34,6 +34,19 @@ def load_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def captured(folder: str, *names: str) -> list[dict[str, Any]]:
+    """The bodies of one captured call; in name order, or in the order ``names`` gives."""
+    files = [CAPTURED / folder / name for name in names] if names else sorted((CAPTURED / folder).glob("*.json"))
+    return [load_json(path) for path in files]
+
+
+def app_without_autoload(store_url: str, **settings: Any) -> Any:
+    """An app on ``store_url`` with auth off and only the plugins a test names (no installed ones)."""
+    from webhook import create_app
+
+    return create_app({"AUTH": "disabled", "STORE_URL": store_url, "DISABLE_PLUGIN_AUTOLOAD": "1", **settings})
+
+
 def replay_pure(bodies: list[dict[str, Any]], start: Call | None = None) -> tuple[Call | None, list[Event]]:
     """Run bodies through the pure state machine only; return the last call touched and every event."""
     call, events = start, []

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from .conftest import Recorder
-from .support import CAPTURED, NO_PAYLOADS, docs_files, history_states, load_json
+from .support import CAPTURED, NO_PAYLOADS, captured, docs_files, history_states, load_json
 
 DOCS = docs_files()
 needs_payloads = pytest.mark.skipif(not DOCS, reason=NO_PAYLOADS)
@@ -58,12 +58,6 @@ def test_all_docs_bodies_in_one_batch_are_accepted_and_each_notification_heard(
     assert recorder.count("notification_received") == len(notifications) == len(DOCS)
     for notification in notifications:
         read_call(expected_call_id(notification.get("resourceUrl") or notification["resource"]))
-
-
-def captured(folder: str, *names: str) -> list[dict[str, Any]]:
-    """The bodies of one captured call; in name order, or in the order ``names`` gives."""
-    files = [CAPTURED / folder / name for name in names] if names else sorted((CAPTURED / folder).glob("*.json"))
-    return [load_json(path) for path in files]
 
 
 needs_captured = pytest.mark.skipif(not CAPTURED.is_dir(), reason=NO_PAYLOADS)

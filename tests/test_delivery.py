@@ -24,11 +24,7 @@ from webhook.simulate import send_all
 from webhook.store import SQLiteStore
 
 from .conftest import ADMIN_TOKEN
-from .support import ROOT, Gunicorn
-
-
-def make_app(store_url: str, **settings: Any) -> Any:
-    return create_app({"AUTH": "disabled", "STORE_URL": store_url, "DISABLE_PLUGIN_AUTOLOAD": "1", **settings})
+from .support import ROOT, Gunicorn, app_without_autoload
 
 
 def test_a_raising_handler_beside_two_good_ones_is_recorded_and_retried_after_a_fix(
@@ -101,7 +97,7 @@ def test_a_deferred_handler_runs_after_the_answer_in_each_calls_order(store_url:
         assert release.wait(10), "the test never released the handler"
         heard.append((call.id, sequence_id))
 
-    app = make_app(store_url)
+    app = app_without_autoload(store_url)
     client = app.test_client()
     call_a, call_b = new_id(), new_id()
     response = client.post("/api/calls", json=envelope(tone_notification(call_a, "tone1", 1)))
@@ -124,7 +120,7 @@ def test_slow_handlers_are_logged_and_counted(store_url: str, caplog: pytest.Log
     def sluggish(call: Any) -> None:
         time.sleep(0.08)
 
-    app = make_app(store_url, SLOW_HANDLER_SECONDS=0.02)
+    app = app_without_autoload(store_url, SLOW_HANDLER_SECONDS=0.02)
     with caplog.at_level(logging.WARNING, logger="webhook.delivery"):
         app.test_client().post("/api/calls", json=envelope(incoming_call(new_id())))
     name = f"{__name__}.test_slow_handlers_are_logged_and_counted.<locals>.sluggish"
@@ -135,7 +131,7 @@ def test_slow_handlers_are_logged_and_counted(store_url: str, caplog: pytest.Log
 
 
 def test_events_nobody_listens_to_skip_the_outbox_and_delivered_ones_leave_it(store_url: str) -> None:
-    app = make_app(store_url)
+    app = app_without_autoload(store_url)
     store = app.extensions[EXTENSION].store
     app.test_client().post("/api/calls", json=envelope(incoming_call(new_id())))
     assert store.pending_events() == 0

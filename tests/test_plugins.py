@@ -15,6 +15,8 @@ from webhook.builders import call_ended, call_notification, envelope, incoming_c
 from webhook.cli import main
 from webhook.http import EXTENSION
 
+from .support import app_without_autoload
+
 
 @pytest.fixture
 def plugin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -29,10 +31,6 @@ def write_module(folder: Path, source: str, name: str | None = None) -> str:
     name = name or f"plugin_{uuid.uuid4().hex[:10]}"
     (folder / f"{name}.py").write_text(textwrap.dedent(source))
     return name
-
-
-def make_app(store_url: str, **settings: Any) -> Any:
-    return create_app({"AUTH": "disabled", "STORE_URL": store_url, "DISABLE_PLUGIN_AUTOLOAD": "1", **settings})
 
 
 def test_decorators_filter_and_pass_only_the_arguments_a_handler_names(store_url: str) -> None:
@@ -50,7 +48,7 @@ def test_decorators_filter_and_pass_only_the_arguments_a_handler_names(store_url
     def prompt(succeeded: bool, claims: Any, **kwargs: Any) -> None:
         heard.append(("prompt", succeeded, claims.tenant_id, "call" in kwargs))
 
-    client = make_app(store_url).test_client()
+    client = app_without_autoload(store_url).test_client()
     call_id = new_id()
     for body in (
         incoming_call(call_id),
@@ -94,7 +92,7 @@ def test_plugins_load_in_the_order_given_and_their_setup_sees_the_app(plugin_dir
     """,
     )
     second = write_module(plugin_dir, source.replace("{name}", "second"))
-    app = make_app(store_url, PLUGINS=f"{second}, {holder}:plugin,{first}", GREETING="hi")
+    app = app_without_autoload(store_url, PLUGINS=f"{second}, {holder}:plugin,{first}", GREETING="hi")
     assert log.read_text().splitlines() == ["import second", "setup second hi", "import first", "setup first hi"]
     assert app.config["SEEN_BY_OBJECT"] is True
     assert [p.name for p in app.extensions[EXTENSION].plugins] == [second, f"{holder}:plugin", first]
@@ -116,7 +114,7 @@ def test_plugin_handlers_fire_and_are_listed(
             pass
     """,
     )
-    app = make_app(store_url, PLUGINS=name)
+    app = app_without_autoload(store_url, PLUGINS=name)
     call_id = new_id()
     app.test_client().post("/api/calls", json=envelope(call_ended(call_id)))
     assert [(call_id, "The call ended.")] == importlib.import_module(name).ENDED
@@ -142,14 +140,14 @@ def test_plugin_handlers_fire_and_are_listed(
 def test_a_broken_plugin_stops_start_up_naming_it(plugin_dir: Path, store_url: str, source: str, expected: str) -> None:
     name = write_module(plugin_dir, source)
     with pytest.raises(ConfigError) as info:
-        make_app(store_url, PLUGINS=name)
+        app_without_autoload(store_url, PLUGINS=name)
     assert f"plugin {name!r}" in info.value.message
     assert expected in info.value.message
 
 
 def test_a_missing_plugin_stops_start_up(store_url: str) -> None:
     with pytest.raises(ConfigError, match="plugin 'not_installed_plugin'"):
-        make_app(store_url, PLUGINS="not_installed_plugin")
+        app_without_autoload(store_url, PLUGINS="not_installed_plugin")
 
 
 def fake_distribution(folder: Path, module: str, entry: str) -> None:

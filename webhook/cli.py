@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Sequence
 
 from cryptography import x509
+from flask import Flask
 
 from .app import create_app, load_settings
 from .errors import WebhookError
@@ -165,6 +166,35 @@ def _indent(text: str) -> str:
     return "    " + text
 
 
+class _Signing:
+    """``--token-key``/``--app-id``/``--tenant``: requests signed with a local key; an in-process app is given that
+    key's JWKS, served here, so the requests go through real verification."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.keys = LocalGraphKeys.from_pem(args.token_key) if args.token_key else None
+        if self.keys is not None and not args.app_id:
+            raise WebhookError("--token-key needs --app-id (the audience the receiver expects)")
+        self.app_id, self.tenant = args.app_id, args.tenant
+
+    def token(self) -> str:
+        assert self.keys is not None
+        return self.keys.token(aud=self.app_id, tid=self.tenant)
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token()}"} if self.keys is not None else {}
+
+    def in_process_app(self) -> Flask:
+        overrides: dict[str, object] = {"OUTBOX_SWEEP_SECONDS": 0}
+        if self.keys is not None:
+            self.keys.start()
+            overrides.update(AUTH="jwt", APP_ID=self.app_id, OPENID_CONFIG_URL=self.keys.config_url)
+        return create_app(overrides)
+
+    def close(self) -> None:
+        if self.keys is not None:
+            self.keys.stop()
+
+
 def _replay(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("comms-webhook: --speed must be more than 0", file=sys.stderr)
@@ -176,35 +206,17 @@ def _replay(args: argparse.Namespace) -> int:
         return 2
     if args.filter:
         items = only_call(items, args.filter)
-    keys = LocalGraphKeys.from_pem(args.token_key) if args.token_key else None
-    token = None
-    if keys is not None:
-        if not args.app_id:
-            print("comms-webhook: --token-key needs --app-id (the audience the receiver expects)", file=sys.stderr)
-            return 2
-        app_id, tenant = args.app_id, args.tenant
-
-        def token() -> str:
-            return keys.token(aud=app_id, tid=tenant)
-
-    target: HttpTarget | AppTarget
-    if args.url:
-        target = HttpTarget(args.url)
-    else:
-        overrides: dict[str, object] = {"OUTBOX_SWEEP_SECONDS": 0}
-        if keys is not None:  # verify for real, against the signing key's own JWKS served here
-            keys.start()
-            overrides.update(AUTH="jwt", APP_ID=args.app_id, OPENID_CONFIG_URL=keys.config_url)
-        target = AppTarget(create_app(overrides))
+    signing = _Signing(args)
+    target = HttpTarget(args.url) if args.url else AppTarget(signing.in_process_app())
 
     def report(result: Result) -> None:
         print(f"{result.status or 'ERR':>3}  {result.item.source}  {' '.join(result.item.call_ids())}")
 
     try:
+        token = signing.token if signing.keys is not None else None
         results = replay(items, target, token=token, keep_timing=args.keep_timing, speed=args.speed, report=report)
     finally:
-        if keys is not None:
-            keys.stop()
+        signing.close()
     failed = sum(1 for result in results if not result.ok)
     print(f"{len(results)} request(s), {failed} not 2xx", file=sys.stderr)
     return 1 if failed else 0
@@ -217,11 +229,8 @@ def _simulate(args: argparse.Namespace) -> int:
             return 2
     scenarios = make_calls(args.calls, seed=args.seed)
     bodies = plan(scenarios, duplicates=args.duplicates, reorder=args.reorder, seed=args.seed)
-    keys = LocalGraphKeys.from_pem(args.token_key) if args.token_key else None
-    if keys is not None and not args.app_id:
-        print("comms-webhook: --token-key needs --app-id (the audience the receiver expects)", file=sys.stderr)
-        return 2
-    headers = {"Authorization": f"Bearer {keys.token(aud=args.app_id, tid=args.tenant)}"} if keys else {}
+    signing = _Signing(args)
+    headers = signing.headers()
     admin = {"Authorization": f"Bearer {args.admin_token}"}
     print(
         f"simulating {len(scenarios)} calls: {len(bodies)} requests, duplicates {args.duplicates}, "
@@ -245,11 +254,7 @@ def _simulate(args: argparse.Namespace) -> int:
                     ) from None
                 return None
     else:
-        overrides: dict[str, object] = {"OUTBOX_SWEEP_SECONDS": 0}
-        if keys is not None:
-            keys.start()
-            overrides.update(AUTH="jwt", APP_ID=args.app_id, OPENID_CONFIG_URL=keys.config_url)
-        app = create_app(overrides)
+        app = signing.in_process_app()
         client = app.test_client()
         statuses = [client.post("/api/calls", json=body, headers=headers).status_code for body in bodies]
         store = app.extensions[EXTENSION].store
@@ -261,8 +266,7 @@ def _simulate(args: argparse.Namespace) -> int:
     try:
         lines, ok = report(observe(scenarios, read), statuses)
     finally:
-        if keys is not None:
-            keys.stop()
+        signing.close()
     print("\n".join(lines))
     return 0 if ok else 1
 
