@@ -69,6 +69,7 @@ def webhook_state() -> WebhookState:
 @bp.post("/api/calls")
 def receive_notifications() -> tuple[str, int]:
     """Graph's callback: 202 with an empty body once every notification is stored and signalled."""
+    received_at = utc_now()
     state = webhook_state()
     limit = state.settings.max_body_bytes
     claims = _authenticate(state)
@@ -90,7 +91,7 @@ def receive_notifications() -> tuple[str, int]:
     decisions = state.receiver.receive(body, claims, correlation_headers(request.headers))
     g.webhook_calls = sorted({d.call.id for d in decisions if d.call is not None})
     if state.journal is not None and state.settings.journal == "on":
-        _journal(state.journal, "journal", {"tenant": claims.tenant_id, "body": _text(raw)})
+        _journal(state.journal, "journal", {"receivedAt": received_at, "tenant": claims.tenant_id, "body": _text(raw)})
     return "", 202
 
 
@@ -99,8 +100,9 @@ def _text(raw: bytes) -> str:
 
 
 def _journal(journal: Journal, kind: str, fields: dict[str, Any]) -> None:
-    """Append to the journal; a journal that cannot be written is logged and counted, never fatal: the call
-    was stored, and losing Graph's event over a debugging aid would be worse."""
+    """Append to the journal (``fields`` may carry an earlier ``receivedAt``); a journal that cannot be written
+    is logged and counted, never fatal: the call was stored, and losing Graph's event over a debugging aid
+    would be worse."""
     record = {"receivedAt": utc_now(), "headers": correlation_headers(request.headers), **fields}
     try:
         journal.append(record, kind=kind)
