@@ -115,21 +115,19 @@ class Receiver:
         for event in decision.events:
             if event.name == "call_state_changed":
                 metrics.transitions.labels(event.sender).inc()
-                transitions_log.info(
-                    "call %s: %s -> %s",
-                    notification.call_id,
-                    event.kwargs.get("previous"),
-                    event.sender,
-                    extra={
-                        "fields": {
-                            "callId": notification.call_id,
-                            "from": event.kwargs.get("previous"),
-                            "to": event.sender,
-                            "changeType": notification.change_type,
-                            "tenant": notification.claims.tenant_id,
-                            **(context or {}),
-                        }
-                    },
-                )
+                _log_transition(notification, event, context)
         delivery.deliver(decision.events)
         return decision
+
+
+def _log_transition(notification: Notification, event: Event, context: dict[str, str] | None) -> None:
+    previous = event.kwargs.get("previous")
+    fields = {
+        "callId": notification.call_id,
+        "from": previous,
+        "to": event.sender,
+        "changeType": notification.change_type,
+        "tenant": notification.claims.tenant_id,
+        **(context or {}),
+    }
+    transitions_log.info("call %s: %s -> %s", notification.call_id, previous, event.sender, extra={"fields": fields})
