@@ -1,61 +1,9 @@
-"""gunicorn settings for comms-webhook, used by the Procfile, the Dockerfile and the systemd unit.
+"""gunicorn settings for comms-webhook: the ones the package ships (``webhook/gunicorn_conf.py``, which
+``comms-webhook serve`` uses too), read as a file so that the master process does not import the app.
+Override any of them below, or with gunicorn's command-line options."""
 
-Environment: PORT (default 8000), WEB_CONCURRENCY (workers; default 2 x CPUs + 1, at most 8),
-GUNICORN_THREADS (threads per worker, default 1), WEBHOOK_STORE_TIMEOUT_SECONDS (read here to size the
-worker timeout), PROMETHEUS_MULTIPROC_DIR (where workers keep their metrics; a fresh temporary folder when
-unset).
-"""
+import importlib.util
+import pathlib
 
-import multiprocessing
-import os
-import shutil
-import tempfile
-
-bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
-workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8)))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
-
-# A worker is never killed mid-request before the store has given up on a busy write (each notification of a
-# batch may wait that long), nor before Graph does: sized from the store's timeout, at least 30 s.
-_store_timeout = float(os.environ.get("WEBHOOK_STORE_TIMEOUT_SECONDS", "5"))
-timeout = max(30, int(_store_timeout * 4) + 10)
-graceful_timeout = 30  # deferred handlers drain within this on SIGTERM (worker_exit below)
-keepalive = 5
-
-# One access line per request, with Graph's correlation headers (what Microsoft support asks for).
-accesslog = "-"
-access_log_format = (
-    '%(h)s "%(r)s" %(s)s %(b)s %(M)sms scenario=%({scenario-id}i)s client-request=%({client-request-id}i)s '
-    "chain=%({x-microsoft-skype-chain-id}i)s message=%({x-microsoft-skype-message-id}i)s"
-)
-
-# Prometheus multiprocess mode: each worker writes its counters to this folder, /metrics adds them up.
-_created_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-if _created_metrics_dir:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="comms-webhook-metrics-")
-
-
-def on_starting(server):
-    """A fresh metrics folder per server start: counts of workers from an earlier run must not linger."""
-    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder, exist_ok=True)
-
-
-def child_exit(server, worker):
-    """A worker is gone: its live gauges stop counting (its counters stay, as Prometheus expects)."""
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)
-
-
-def worker_exit(server, worker):
-    """Graceful shutdown: let deferred handlers already queued in this worker finish."""
-    from webhook.delivery import drain_all
-
-    drain_all()
-
-
-def on_exit(server):
-    if _created_metrics_dir:
-        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+_shipped = pathlib.Path(importlib.util.find_spec("webhook").origin).with_name("gunicorn_conf.py")
+exec(compile(_shipped.read_text(), str(_shipped), "exec"))

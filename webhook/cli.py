@@ -14,6 +14,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from pathlib import Path
 
 from cryptography import x509
 from flask import Flask
@@ -41,14 +42,12 @@ def _serve(args: argparse.Namespace) -> int:
         sys.executable,
         "-m",
         "gunicorn",
+        "--config",  # timeouts, graceful drain, metrics across workers, access log; read as a file: the master
+        str(Path(__file__).with_name("gunicorn_conf.py")),  # process must not import the app
         "--bind",
         args.bind,
         "--workers",
         str(args.workers),
-        "--timeout",
-        str(max(30, int(settings.store_timeout_seconds * 3))),
-        "--access-logfile",
-        "-",
         APP_FACTORY,
     ]
     print(f"comms-webhook: serving on http://{args.bind}/api/calls, store {settings.store_url}", file=sys.stderr)

@@ -1,0 +1,80 @@
+"""gunicorn settings for comms-webhook: ``comms-webhook serve`` passes this file to gunicorn, and
+``deploy/gunicorn.conf.py`` (the Procfile, the Dockerfile, the systemd unit) reads it. gunicorn loads it as a
+file, not as ``webhook.gunicorn_conf``: the master process must not import the app (nor create its metrics).
+
+Environment: PORT (default 8000), WEB_CONCURRENCY (workers; default 2 x CPUs + 1, at most 8),
+GUNICORN_THREADS (threads per worker, default 1), WEBHOOK_STORE_TIMEOUT_SECONDS (read here to size the
+worker timeout), PROMETHEUS_MULTIPROC_DIR (where workers keep their metrics; a fresh temporary folder when
+unset).
+"""
+
+import multiprocessing
+import os
+import shutil
+import tempfile
+from typing import Any
+
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8)))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+
+# A worker is never killed mid-request before the store has given up on a busy write (each notification of a
+# batch may wait that long), nor before Graph does: sized from the store's timeout, at least 30 s.
+_store_timeout = float(os.environ.get("WEBHOOK_STORE_TIMEOUT_SECONDS", "5"))
+timeout = max(30, int(_store_timeout * 4) + 10)
+graceful_timeout = 30  # deferred handlers drain within this on SIGTERM (worker_exit below)
+keepalive = 5
+
+# One access line per request, with Graph's correlation headers (what Microsoft support asks for).
+accesslog = "-"
+access_log_format = (
+    '%(h)s "%(r)s" %(s)s %(b)s %(M)sms scenario=%({scenario-id}i)s client-request=%({client-request-id}i)s '
+    "chain=%({x-microsoft-skype-chain-id}i)s message=%({x-microsoft-skype-message-id}i)s"
+)
+
+# Prometheus multiprocess mode: each worker writes its counters to this folder, /metrics adds them up.
+_created_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _created_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="comms-webhook-metrics-")
+
+
+__all__ = [
+    "access_log_format",
+    "accesslog",
+    "bind",
+    "child_exit",
+    "graceful_timeout",
+    "keepalive",
+    "on_exit",
+    "on_starting",
+    "threads",
+    "timeout",
+    "worker_exit",
+    "workers",
+]
+
+
+def on_starting(server: Any) -> None:
+    """A fresh metrics folder per server start: counts of workers from an earlier run must not linger."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    shutil.rmtree(folder, ignore_errors=True)
+    os.makedirs(folder, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """A worker is gone: its live gauges stop counting (its counters stay, as Prometheus expects)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Graceful shutdown: let deferred handlers already queued in this worker finish."""
+    from webhook.delivery import drain_all
+
+    drain_all()
+
+
+def on_exit(server: Any) -> None:
+    if _created_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
