@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -18,10 +20,10 @@ from webhook.builders import (
     roster_notification,
     tone_notification,
 )
-from webhook.model import Call
+from webhook.model import CALL_STATES, Call
 from webhook.schemas import load_notifications
 from webhook.simulate import SCENARIOS
-from webhook.state import decide, operation_type
+from webhook.state import decide, operation_type, rank
 
 from .support import history_states, is_subsequence, replay_pure
 
@@ -251,3 +253,35 @@ def test_decide_never_mutates_the_current_call() -> None:
     decision = decide(current, notification, "t1")
     assert current.to_dict() == before
     assert decision.call is not None and decision.call.state == "terminated"
+
+
+_notification_parts = st.one_of(
+    st.builds(
+        lambda state, change, failed: call_notification(
+            CALL, state, change_type=change, result={"code": 500, "subcode": 7000} if failed else None
+        ),
+        st.sampled_from([*CALL_STATES, "parked", None]),
+        st.sampled_from(["created", "updated", "deleted", "Updated"]),
+        st.booleans(),
+    ),
+    st.builds(lambda n: tone_notification(CALL, "tone1", n), st.integers(0, 3)),
+    st.builds(lambda n: roster_notification(CALL, [participant(f"p{n}", "P", sequence=n)]), st.integers(0, 3)),
+    st.builds(lambda s: operation_notification(CALL, "op-1", status=s), st.sampled_from(["running", "completed"])),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(bodies=st.lists(_notification_parts.map(envelope), max_size=14))
+def test_any_sequence_keeps_the_invariants(bodies: list[dict[str, object]]) -> None:
+    call, events = replay_pure(bodies)
+    if call is None:
+        return
+    steps = [(step["from"], step["to"]) for step in call.history]
+    for (_, to), (following_from, _) in itertools.pairwise(steps):
+        assert following_from == to  # the history is a chain
+    for origin, to in steps:
+        assert origin != "terminated"  # nothing comes back from terminated
+        assert rank(to) >= rank(origin) or (origin == "transferring" and rank(to) == rank("established"))
+    assert [e.sender for e in events if e.name == "call_state_changed"] == [to for _, to in steps]
+    tones = [e.kwargs["sequence_id"] for e in events if e.name == "tone_received"]
+    assert len(tones) == len(set(tones))  # each sequenceId heard once
