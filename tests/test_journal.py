@@ -154,3 +154,14 @@ def test_four_workers_journal_every_accepted_request_exactly_once(tmp_path: Path
     journaled = Counter(json.dumps(json.loads(record["body"]), sort_keys=True) for record in lines(folder))
     sent = Counter(json.dumps(body, sort_keys=True) for body in bodies)
     assert journaled == sent  # every accepted request exactly once, every line parsed
+
+
+def test_a_new_day_starts_a_new_file(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    today = [datetime(2026, 11, 27, 23, 59, 59, tzinfo=timezone.utc)]
+    journal = Journal(tmp_path / "days", clock=lambda: today[0])
+    journal.append({"n": 1})
+    today[0] = datetime(2026, 11, 28, 0, 0, 1, tzinfo=timezone.utc)
+    journal.append({"n": 2})
+    assert [path.name for path in journal.files()] == ["journal-20261127-001.jsonl", "journal-20261128-001.jsonl"]

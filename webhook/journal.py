@@ -19,7 +19,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -57,6 +57,7 @@ class Journal:
         max_bytes: int = 64 * 1024 * 1024,
         retention_days: int = 14,
         fsync: bool = False,
+        clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self.folder = Path(folder)
         try:
@@ -66,6 +67,7 @@ class Journal:
         self.max_bytes = max_bytes
         self.retention_days = retention_days
         self.fsync = fsync
+        self.clock = clock
         self._thread_lock = threading.Lock()
         self._pruned_day: str | None = None
         self.errors = 0
@@ -73,7 +75,7 @@ class Journal:
     def append(self, record: Mapping[str, Any], *, kind: str = "journal") -> None:
         """Append one record as one line. Raises ``OSError`` when the folder cannot be written."""
         line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        day = datetime.now(timezone.utc).strftime("%Y%m%d")
+        day = self.clock().strftime("%Y%m%d")
         with self._thread_lock, _FolderLock(self.folder / f".{kind}.lock") as lock:
             path = self._current_file(lock, kind, day, len(line))
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
