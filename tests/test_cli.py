@@ -103,3 +103,13 @@ def test_check_auth_prints_the_keys_or_what_went_wrong(
         assert "https://api.botframework.com" in out
     assert main(["check-auth"]) == 1
     assert "cannot fetch the signing keys" in capsys.readouterr().err
+
+
+def test_serve_refuses_a_broken_plugin_before_starting_gunicorn(
+    monkeypatch: pytest.MonkeyPatch, store_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WEBHOOK_AUTH", "disabled")
+    monkeypatch.setenv("WEBHOOK_STORE_URL", store_url)
+    monkeypatch.setenv("WEBHOOK_PLUGINS", "no_such_bot_module")
+    assert main(["serve"]) == 2
+    assert "plugin 'no_such_bot_module'" in capsys.readouterr().err

@@ -34,10 +34,10 @@ APP_FACTORY = "webhook:create_app()"
 
 
 def _serve(args: argparse.Namespace) -> int:
-    # Validate settings and open the store once here, so a mistake is one clear message, not one per worker.
+    # Build the app once here (settings, store, plugins), so that a mistake is one clear message, not a
+    # traceback per worker; gunicorn's workers then build their own.
     settings = load_settings()
-    settings.check_auth()
-    open_store(settings.store_url, **settings.store_options()).close()
+    create_app({"OUTBOX_SWEEP_SECONDS": 0}).extensions[EXTENSION].store.close()
     argv = [
         sys.executable,
         "-m",
