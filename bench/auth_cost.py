@@ -49,10 +49,16 @@ def main() -> None:
     args = parser.parse_args()
     body = envelope(call_notification("57dab8b1-894c-409a-b240-bd8beae78896", "established"))
     with tempfile.TemporaryDirectory() as folder, LocalGraphKeys() as keys:
+        same = {"JOURNAL_DIR": f"{folder}/journal", "LOG_LEVEL": "warning"}  # both sides do the same work
         on = create_app(
-            {"APP_ID": APP_ID, "OPENID_CONFIG_URL": keys.config_url, "STORE_URL": f"sqlite:///{folder}/on.sqlite3"}
+            {
+                "APP_ID": APP_ID,
+                "OPENID_CONFIG_URL": keys.config_url,
+                "STORE_URL": f"sqlite:///{folder}/on.sqlite3",
+                **same,
+            }
         )
-        off = create_app({"AUTH": "disabled", "STORE_URL": f"sqlite:///{folder}/off.sqlite3"})
+        off = create_app({"AUTH": "disabled", "STORE_URL": f"sqlite:///{folder}/off.sqlite3", **same})
         token = keys.token(aud=APP_ID, expires_in=24 * 3600)
         auth = {"Authorization": f"Bearer {token}"}
         on_client, off_client = on.test_client(), off.test_client()

@@ -25,6 +25,7 @@ def stages(count: int = 2000) -> dict[str, float]:
                 "OPENID_CONFIG_URL": keys.config_url,
                 "LOG_LEVEL": "warning",
                 "STORE_URL": f"sqlite:///{folder}/stages.db",
+                "JOURNAL_DIR": f"{folder}/journal",
                 "OUTBOX_SWEEP_SECONDS": 0,
             }
         )
