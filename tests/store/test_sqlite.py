@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -43,3 +44,20 @@ def test_a_database_from_a_newer_version_is_refused(store_path: Path) -> None:
         conn.execute("PRAGMA user_version = 99")
     with pytest.raises(ConfigError, match="newer comms-webhook"):
         open_store(f"sqlite:///{store_path}")
+
+
+@pytest.mark.parametrize(("synchronous", "flushed"), [("full", True), ("normal", False)])
+def test_a_transition_is_flushed_to_disk_before_it_is_acknowledged(
+    store_url: str, store_path: Path, monkeypatch: pytest.MonkeyPatch, synchronous: str, flushed: bool
+) -> None:
+    app = create_app({"AUTH": "disabled", "STORE_URL": store_url, "SQLITE_SYNCHRONOUS": synchronous})
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def watching_fsync(fd: int) -> None:  # the real fsync, and a note of which file it flushed
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", watching_fsync)
+    assert app.test_client().post("/api/calls", json=envelope(incoming_call(new_id()))).status_code == 202
+    assert (f"{store_path}-wal" in synced) is flushed
