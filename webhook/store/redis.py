@@ -114,7 +114,30 @@ class RedisStore(CallStore):
         lease_until: float = 0.0,
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision:
-        call_key = self.key("call", notification.call_id)
+        decision = self._decide_atomically(
+            notification.call_id,
+            lambda current: decide(current, notification, now),
+            owner,
+            lease_until,
+            needs_delivery,
+        )
+        if decision is None:
+            raise StoreUnavailable(
+                f"call {notification.call_id} changed {_MAX_ATTEMPTS} times while this notification was applied; retry"
+            )
+        return decision
+
+    def _decide_atomically(
+        self,
+        call_id: str,
+        choose: Callable[[Call | None], Decision | None],
+        owner: str,
+        lease_until: float,
+        needs_delivery: NeedsDelivery,
+    ) -> Decision | None:
+        """WATCH the call, let ``choose`` decide on what is stored, and commit in one MULTI/EXEC; decide again
+        if another process changed the call meanwhile. None when ``choose`` declines, or after too many races."""
+        call_key = self.key("call", call_id)
         with self._errors():
             for _ in range(_MAX_ATTEMPTS):
                 with self.client.pipeline(transaction=True) as pipe:
@@ -122,13 +145,13 @@ class RedisStore(CallStore):
                         pipe.watch(call_key)
                         raw = pipe.get(call_key)
                         current = Call.from_dict(json.loads(raw)) if raw else None
-                        decision = decide(current, notification, now)
+                        decision = choose(current)
+                        if decision is None:
+                            return None
                         return self._commit(pipe, decision, current, owner, lease_until, needs_delivery)
                     except WatchError:
                         continue
-        raise StoreUnavailable(
-            f"call {notification.call_id} changed {_MAX_ATTEMPTS} times while this notification was applied; retry"
-        )
+        return None
 
     def _commit(
         self,
@@ -207,23 +230,13 @@ class RedisStore(CallStore):
         lease_until: float = 0.0,
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision | None:
-        call_key = self.key("call", call_id)
-        with self._errors():
-            for _ in range(_MAX_ATTEMPTS):
-                with self.client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(call_key)
-                        raw = pipe.get(call_key)
-                        call = Call.from_dict(json.loads(raw)) if raw else None
-                        if call is None or _epoch_ms(call.seen_at) >= seen_before * 1000:
-                            return None
-                        decision = mark_stale(call, now)
-                        if decision.call is None:
-                            return None
-                        return self._commit(pipe, decision, call, owner, lease_until, needs_delivery)
-                    except WatchError:
-                        continue
-        return None
+        def choose(call: Call | None) -> Decision | None:
+            if call is None or _epoch_ms(call.seen_at) >= seen_before * 1000:
+                return None
+            decision = mark_stale(call, now)
+            return decision if decision.call is not None else None
+
+        return self._decide_atomically(call_id, choose, owner, lease_until, needs_delivery)
 
     def get(self, call_id: str) -> Call | None:
         with self._errors():

@@ -147,17 +147,38 @@ class SQLiteStore(CallStore):
         lease_until: float = 0.0,
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision:
+        decision = self._decide_atomically(
+            notification.call_id,
+            now,
+            lambda current: decide(current, notification, now),
+            owner,
+            lease_until,
+            needs_delivery,
+        )
+        assert decision is not None  # decide always decides
+        self._flush()
+        return decision
+
+    def _decide_atomically(
+        self,
+        call_id: str,
+        now: str,
+        choose: Callable[[Call | None], Decision | None],
+        owner: str,
+        lease_until: float,
+        needs_delivery: NeedsDelivery,
+    ) -> Decision | None:
+        """Read the call, let ``choose`` decide, and commit the decision, all under the write lock."""
         conn = self._connect()
         try:
             with self._transaction(conn):
-                row = conn.execute("SELECT doc FROM calls WHERE id = ?", (notification.call_id,)).fetchone()
-                current = Call.from_dict(json.loads(row[0])) if row else None
-                decision = decide(current, notification, now)
-                decision = self._commit(conn, decision, notification.call_id, now, owner, lease_until, needs_delivery)
+                row = conn.execute("SELECT doc FROM calls WHERE id = ?", (call_id,)).fetchone()
+                decision = choose(Call.from_dict(json.loads(row[0])) if row else None)
+                if decision is None:
+                    return None
+                return self._commit(conn, decision, call_id, now, owner, lease_until, needs_delivery)
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
-        self._flush()
-        return decision
 
     def _flush(self) -> None:
         """Make the commits so far durable: fsync the WAL, outside the write lock.
@@ -238,19 +259,13 @@ class SQLiteStore(CallStore):
         lease_until: float = 0.0,
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision | None:
-        conn = self._connect()
-        try:
-            with self._transaction(conn):
-                row = conn.execute("SELECT doc FROM calls WHERE id = ?", (call_id,)).fetchone()
-                call = Call.from_dict(json.loads(row[0])) if row else None
-                if call is None or call.seen_at >= iso(seen_before):
-                    return None
-                decision = mark_stale(call, now)
-                if decision.call is None:
-                    return None
-                return self._commit(conn, decision, call_id, now, owner, lease_until, needs_delivery)
-        except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+        def choose(call: Call | None) -> Decision | None:
+            if call is None or call.seen_at >= iso(seen_before):
+                return None
+            decision = mark_stale(call, now)
+            return decision if decision.call is not None else None
+
+        return self._decide_atomically(call_id, now, choose, owner, lease_until, needs_delivery)
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
