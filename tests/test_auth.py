@@ -27,12 +27,6 @@ APP_ID = "6f1f5c00-1111-2222-3333-444455556666"
 TENANT = "a9c42b85-c133-4aaf-a935-5b4685768b16"
 
 
-@pytest.fixture(scope="module")
-def module_keys() -> Iterator[LocalGraphKeys]:
-    with LocalGraphKeys() as keys:
-        yield keys
-
-
 @pytest.fixture
 def keys() -> Iterator[LocalGraphKeys]:
     with LocalGraphKeys() as keys:
@@ -70,10 +64,10 @@ def graph_payload() -> dict[str, Any]:
 
 
 def test_a_valid_token_passes_and_its_claims_travel_with_the_notification(
-    module_keys: LocalGraphKeys, store_url: str, recorder: Recorder
+    webhook_keys: LocalGraphKeys, store_url: str, recorder: Recorder
 ) -> None:
-    app = jwt_app(module_keys, store_url)
-    response = post(app, f"Bearer {module_keys.token(aud=APP_ID, tid=TENANT)}")
+    app = jwt_app(webhook_keys, store_url)
+    response = post(app, f"Bearer {webhook_keys.token(aud=APP_ID, tid=TENANT)}")
     assert response.status_code == 202
     (notification,) = [kw["notification"] for name, _, kw in recorder.sent if name == "notification_received"]
     assert notification.claims.tenant_id == TENANT
@@ -81,10 +75,10 @@ def test_a_valid_token_passes_and_its_claims_travel_with_the_notification(
     assert notification.claims.app_id == "00000003-0000-0000-c000-000000000000"
 
 
-def test_both_graph_issuers_pass(module_keys: LocalGraphKeys, store_url: str) -> None:
-    app = jwt_app(module_keys, store_url)
+def test_both_graph_issuers_pass(webhook_keys: LocalGraphKeys, store_url: str) -> None:
+    app = jwt_app(webhook_keys, store_url)
     for issuer in ("https://graph.microsoft.com", "https://api.botframework.com"):
-        assert post(app, f"Bearer {module_keys.token(aud=APP_ID, iss=issuer)}").status_code == 202
+        assert post(app, f"Bearer {webhook_keys.token(aud=APP_ID, iss=issuer)}").status_code == 202
 
 
 def _refusals(keys: LocalGraphKeys) -> list[tuple[str, str | None, str]]:
@@ -154,10 +148,10 @@ REFUSAL_IDS = [r[0] for r in _refusals(LocalGraphKeys())]
 
 @pytest.mark.parametrize("case", REFUSAL_IDS)
 def test_each_bad_token_is_refused_with_401_and_its_reason(
-    module_keys: LocalGraphKeys, store_url: str, recorder: Recorder, case: str
+    webhook_keys: LocalGraphKeys, store_url: str, recorder: Recorder, case: str
 ) -> None:
-    (_, authorization, reason) = next(r for r in _refusals(module_keys) if r[0] == case)
-    app = jwt_app(module_keys, store_url)
+    (_, authorization, reason) = next(r for r in _refusals(webhook_keys) if r[0] == case)
+    app = jwt_app(webhook_keys, store_url)
     call_id = new_id()
     response = post(app, authorization, envelope(incoming_call(call_id)))
     assert response.status_code == 401
@@ -174,19 +168,19 @@ def test_each_bad_token_is_refused_with_401_and_its_reason(
     assert app.test_client().get(f"/api/calls/{call_id}", headers=admin).status_code == 404
 
 
-def test_a_tenant_outside_the_allow_list_is_refused(module_keys: LocalGraphKeys, store_url: str) -> None:
-    app = jwt_app(module_keys, store_url, ALLOWED_TENANTS=f"{TENANT}, other-tenant")
-    assert post(app, f"Bearer {module_keys.token(aud=APP_ID, tid=TENANT.upper())}").status_code == 202
-    response = post(app, f"Bearer {module_keys.token(aud=APP_ID, tid='intruder-tenant')}")
+def test_a_tenant_outside_the_allow_list_is_refused(webhook_keys: LocalGraphKeys, store_url: str) -> None:
+    app = jwt_app(webhook_keys, store_url, ALLOWED_TENANTS=f"{TENANT}, other-tenant")
+    assert post(app, f"Bearer {webhook_keys.token(aud=APP_ID, tid=TENANT.upper())}").status_code == 202
+    response = post(app, f"Bearer {webhook_keys.token(aud=APP_ID, tid='intruder-tenant')}")
     assert response.status_code == 401
     assert response.get_json()["details"] == {"reason": "tenant_not_allowed"}
 
 
-def test_leeway_accepts_a_token_just_expired(module_keys: LocalGraphKeys, store_url: str) -> None:
-    app = jwt_app(module_keys, store_url)
-    assert post(app, f"Bearer {module_keys.token(aud=APP_ID, expires_in=-60)}").status_code == 202
-    strict = jwt_app(module_keys, store_url, AUTH_LEEWAY_SECONDS=0)
-    assert post(strict, f"Bearer {module_keys.token(aud=APP_ID, expires_in=-60)}").status_code == 401
+def test_leeway_accepts_a_token_just_expired(webhook_keys: LocalGraphKeys, store_url: str) -> None:
+    app = jwt_app(webhook_keys, store_url)
+    assert post(app, f"Bearer {webhook_keys.token(aud=APP_ID, expires_in=-60)}").status_code == 202
+    strict = jwt_app(webhook_keys, store_url, AUTH_LEEWAY_SECONDS=0)
+    assert post(strict, f"Bearer {webhook_keys.token(aud=APP_ID, expires_in=-60)}").status_code == 401
 
 
 def test_jwt_mode_without_app_id_refuses_to_start(store_url: str) -> None:
@@ -268,15 +262,15 @@ def post_unreadable(app: Flask, authorization: str) -> Any:
     return app.test_client().post("/api/calls", headers={"Authorization": authorization}, environ_overrides=environ)
 
 
-def test_auth_runs_before_the_body_is_read(module_keys: LocalGraphKeys, store_url: str) -> None:
-    app = jwt_app(module_keys, store_url)
+def test_auth_runs_before_the_body_is_read(webhook_keys: LocalGraphKeys, store_url: str) -> None:
+    app = jwt_app(webhook_keys, store_url)
     assert post_unreadable(app, "Bearer forged.token.here").status_code == 401
-    assert post_unreadable(app, f"Bearer {module_keys.token(aud=APP_ID)}").status_code == 413
+    assert post_unreadable(app, f"Bearer {webhook_keys.token(aud=APP_ID)}").status_code == 413
 
 
-def test_a_remembered_token_still_expires(module_keys: LocalGraphKeys, store_url: str) -> None:
-    app = jwt_app(module_keys, store_url, AUTH_LEEWAY_SECONDS=0)
-    token = module_keys.token(aud=APP_ID, expires_in=1.5)
+def test_a_remembered_token_still_expires(webhook_keys: LocalGraphKeys, store_url: str) -> None:
+    app = jwt_app(webhook_keys, store_url, AUTH_LEEWAY_SECONDS=0)
+    token = webhook_keys.token(aud=APP_ID, expires_in=1.5)
     assert post(app, f"Bearer {token}").status_code == 202
     assert post(app, f"Bearer {token}").status_code == 202  # from the cache of verified tokens
     time.sleep(1.6)
