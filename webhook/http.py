@@ -262,8 +262,13 @@ def _handle_webhook_error(exc: WebhookError) -> Response:
     return response
 
 
+def _is_callback() -> bool:
+    """Whether this request is Graph's POST to the callback URL (refusals of others are not counted)."""
+    return request.method == "POST" and request.url_rule is not None and request.url_rule.rule == "/api/calls"
+
+
 def _count_refusal(status: int, code: str, details: dict[str, Any]) -> None:
-    if request.url_rule is None or request.url_rule.rule != "/api/calls" or request.method != "POST":
+    if not _is_callback():
         return
     if code == StoreUnavailable.code:
         metrics.store_errors.inc()
@@ -274,7 +279,7 @@ def _count_refusal(status: int, code: str, details: dict[str, Any]) -> None:
 
 
 def _journal_rejected(status: int, code: str, message: str) -> None:
-    if request.method != "POST" or request.url_rule is None or request.url_rule.rule != "/api/calls":
+    if not _is_callback():
         return
     state = webhook_state()
     if state.journal is None or state.settings.journal_rejected != "on" or status >= 500:
