@@ -60,6 +60,9 @@ RAW_BAD = [
     ("bad-utf8", "application/json", b'{"value": "\xff\xfe\xfa"}', 400, "malformed_json"),
     ("too-deep", "application/json", b'{"value": ' + b"[" * 100 + b"]" * 100 + b"}", 400, "malformed_json"),
     ("deeper-than-parser", "application/json", b"[" * 100000, 400, "malformed_json"),
+    # Valid JSON, but Python reads it as infinity, which every output would write as the invalid Infinity.
+    ("infinite-number", "application/json", b'{"value": [], "unknownField": 1e999}', 400, "malformed_json"),
+    ("negative-infinite-number", "application/json", b'{"value": [], "x": {"y": -1E400}}', 400, "malformed_json"),
 ]
 
 
@@ -96,6 +99,9 @@ BAD_BODIES: list[tuple[str, Any]] = [
     ("resource-url-not-a-call", {"value": [notification(resourceUrl="/communications/onlineMeetings/x")]}),
     ("resource-url-no-id", {"value": [notification(resourceUrl="/communications/calls/")]}),
     ("resource-url-chats", {"value": [notification(resourceUrl="/chats/x/messages")]}),
+    # A pattern ending in $ also matches before a trailing newline: that spelling would be a second call.
+    ("call-id-newline", {"value": [notification(resourceUrl=URL + "\n/participants", resourceData=[])]}),
+    ("call-id-newline-state", {"value": [notification(resourceUrl=URL + "\n/")]}),
     ("legacy-resource-not-a-call", {"value": [notification(resourceUrl=..., resource="/app/meetings/x")]}),
     ("no-change-type", {"value": [notification(changeType=...)]}),
     ("change-type-number", {"value": [notification(changeType=1)]}),

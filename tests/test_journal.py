@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ import pytest
 from webhook import ConfigError, create_app
 from webhook.builders import call_notification, envelope, incoming_call, new_id
 from webhook.http import EXTENSION
-from webhook.journal import Journal, read_records
+from webhook.journal import MAX_HEADER_CHARS, Journal, read_records
 from webhook.simulate import send_all
 from webhook.testing import LocalGraphKeys
 
@@ -165,3 +168,75 @@ def test_a_new_day_starts_a_new_file(tmp_path: Path) -> None:
     today[0] = datetime(2026, 11, 28, 0, 0, 1, tzinfo=timezone.utc)
     journal.append({"n": 2})
     assert [path.name for path in journal.files()] == ["journal-20261127-001.jsonl", "journal-20261128-001.jsonl"]
+
+
+# The journal fills a file until a file-size limit (RLIMIT_FSIZE, what `ulimit -f` sets) stops it: the kernel
+# then writes part of the line that crosses the limit, exactly as on a full disk, and refuses the next write.
+_FILL_UNTIL_LIMIT = """
+import json, resource, sys
+from webhook.journal import Journal
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+journal = Journal(sys.argv[1], max_bytes=10 * limit)
+outcomes = []
+for index in range(30):
+    try:
+        journal.append({"index": index, "padding": "x" * 150})
+        outcomes.append(index)
+    except OSError as exc:
+        outcomes.append(exc.__class__.__name__)
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))  # space is back
+journal.append({"index": 30, "padding": "after"})
+print(json.dumps(outcomes))
+"""
+
+
+def test_a_full_disk_never_leaves_a_torn_line(tmp_path: Path) -> None:
+    folder = tmp_path / "journal-full"
+    limit = 1000  # not a multiple of the ~180-byte lines: the line that crosses it is written in part
+    done = subprocess.run(
+        [sys.executable, "-c", _FILL_UNTIL_LIMIT, str(folder), str(limit)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    outcomes = json.loads(done.stdout)
+    written = [outcome for outcome in outcomes if isinstance(outcome, int)]
+    assert 0 < len(written) < 30
+    assert set(outcomes[len(written) :]) == {"OSError"}
+    # Every line is a whole record: what was acknowledged, then the append made once space came back.
+    assert [record["index"] for record in lines(folder)] == [*written, 30]
+
+
+def test_a_failed_append_is_counted_and_logged_every_time(
+    tmp_path: Path, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "journal-gone"
+    app = create_app({"AUTH": "disabled", "STORE_URL": store_url, "JOURNAL_DIR": str(folder)})
+    folder.rmdir()
+    folder.write_text("")
+    client = app.test_client()
+    for _ in range(3):
+        assert client.post("/api/calls", json=envelope(incoming_call(new_id()))).status_code == 202
+    assert len([r for r in caplog.records if "could not write the journal" in r.message]) == 3
+    assert app.extensions[EXTENSION].journal.errors == 3
+
+
+def test_header_values_are_capped_in_logs_and_the_rejected_journal(
+    tmp_path: Path, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "journal-headers"
+    app = create_app(
+        {"AUTH": "jwt", "APP_ID": "bot", "STORE_URL": store_url, "JOURNAL_DIR": str(folder), "JOURNAL_REJECTED": "on"}
+    )
+    huge = {name: "h" * 20_000 for name in GRAPH_HEADERS}
+    caplog.set_level(logging.INFO, logger="webhook")
+    response = app.test_client().post("/api/calls", json=envelope(incoming_call(new_id())), headers=huge)
+    assert response.status_code == 401
+    (rejected,) = lines(folder, "rejected")
+    kept = {name: value for name, value in rejected["headers"].items() if name in GRAPH_HEADERS}
+    assert kept.keys() == GRAPH_HEADERS.keys()
+    assert all(len(value) == MAX_HEADER_CHARS and value.endswith("...") for value in kept.values())
+    (access,) = [r for r in caplog.records if r.name == "webhook.access"]
+    logged = json.dumps(access.fields)  # type: ignore[attr-defined]
+    assert len(logged) < 2_000 < 20_000 * len(GRAPH_HEADERS)

@@ -240,3 +240,20 @@ def test_check_config_prints_masked_settings_and_problems(
     monkeypatch.setenv("WEBHOOK_PLUGINS", "no_such_plugin_module")
     assert main(["check-config"]) == 1
     assert "plugin 'no_such_plugin_module'" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://:{pw}@127.0.0.1:{port}/0", "redis://bot:{pw}@127.0.0.1:{port}/0", "rediss://u:{pw}@127.0.0.1:{port}"],
+)
+def test_check_config_masks_the_store_password_everywhere(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    password = "pa%40ss-w0rd:with@signs"  # quoted and not: neither spelling may appear
+    monkeypatch.setenv("WEBHOOK_AUTH", "disabled")
+    monkeypatch.setenv("WEBHOOK_STORE_URL", url.format(pw=password, port=free_port()))  # nothing listens
+    assert main(["check-config"]) == 1
+    out = capsys.readouterr().out
+    assert "PROBLEM: store:" in out and ":***@127.0.0.1" in out
+    for spelling in (password, "pa@ss", "pa%40ss", "w0rd"):
+        assert spelling not in out

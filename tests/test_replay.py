@@ -163,3 +163,36 @@ def test_replay_to_a_url(
         server.stop()
     assert summary(open_store(f"sqlite:///{store_path}").get(ids[0])) == summary(original.get(ids[0]))
     assert main(["replay", str(journal), "--url", f"http://127.0.0.1:{free_port()}/api/calls"]) == 1
+
+
+def test_lines_that_are_not_records_are_skipped_named_and_fail_the_run(
+    recorded_run: tuple[Path, Any, list[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    journal, _, _ = recorded_run
+    (path,) = sorted(journal.glob("journal-*.jsonl"))
+    good = path.read_bytes().splitlines(keepends=True)
+    torn = good[3][: len(good[3]) // 2]  # what a full disk left behind, glued to the next record
+    damaged = [
+        *good[:3],
+        torn + good[4],
+        b"[1, 2]\n",
+        b'{"body": 7}\n',
+        b'{"body": "{}", "headers": {"Scenario-Id": 5}}\n',
+        b"\xff\xfe not utf-8\n",
+        *good[5:],
+    ]
+    path.write_bytes(b"".join(damaged))
+    monkeypatch.setenv("WEBHOOK_AUTH", "disabled")
+    monkeypatch.setenv("WEBHOOK_STORE_URL", f"sqlite:///{tmp_path / 'after-damage.sqlite3'}")
+    monkeypatch.setenv("WEBHOOK_JOURNAL", "off")
+    assert main(["replay", str(journal), "--in-process"]) == 1
+    out = capsys.readouterr()
+    assert all(line.startswith("202  ") for line in out.out.splitlines())
+    assert len(out.out.splitlines()) == len(good) - 2  # every whole record but the two the tear destroyed
+    skipped = [line for line in out.err.splitlines() if line.startswith("comms-webhook: skipped")]
+    assert [line.split(f"{path}:")[1].split()[0] for line in skipped] == ["4", "5", "6", "7", "8"]
+    assert "Traceback" not in out.err
+    assert "5 line(s) skipped" in out.err

@@ -22,6 +22,7 @@ from flask import Flask
 from .app import create_app, load_settings
 from .errors import WebhookError
 from .http import EXTENSION, WebhookState
+from .journal import BadLine
 from .keys import fetch_keys
 from .model import CALL_STATES, canonical_enum
 from .replay import AppTarget, HttpTarget, Result, collect, only_call, replay
@@ -50,7 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
         str(args.workers),
         APP_FACTORY,
     ]
-    print(f"comms-webhook: serving on http://{args.bind}/api/calls, store {settings.store_url}", file=sys.stderr)
+    print(f"comms-webhook: serving on http://{args.bind}/api/calls, store {settings.masked_store_url}", file=sys.stderr)
     sys.stderr.flush()
     os.execv(sys.executable, argv)
     return 0  # not reached
@@ -78,7 +79,7 @@ def _call(args: argparse.Namespace) -> int:
     store = open_store(settings.store_url, **settings.store_options())
     call = store.get(canonical_id(args.call_id))
     if call is None:
-        print(f"no call {args.call_id} in {settings.store_url}", file=sys.stderr)
+        print(f"no call {args.call_id} in {settings.masked_store_url}", file=sys.stderr)
         return 1
     print(json.dumps(call.to_dict(), indent=2))
     return 0
@@ -198,8 +199,14 @@ def _replay(args: argparse.Namespace) -> int:
     if args.speed <= 0:
         print("comms-webhook: --speed must be more than 0", file=sys.stderr)
         return 2
+    skipped: list[BadLine] = []
+
+    def skip(bad: BadLine) -> None:
+        skipped.append(bad)
+        print(f"comms-webhook: skipped {bad}", file=sys.stderr)
+
     try:
-        items = collect(args.paths)
+        items = collect(args.paths, on_bad_line=skip)
     except ValueError as exc:
         print(f"comms-webhook: {exc}", file=sys.stderr)
         return 2
@@ -217,8 +224,9 @@ def _replay(args: argparse.Namespace) -> int:
     finally:
         signing.close()
     failed = sum(1 for result in results if not result.ok)
-    print(f"{len(results)} request(s), {failed} not 2xx", file=sys.stderr)
-    return 1 if failed else 0
+    skipped_text = f", {len(skipped)} line(s) skipped: not journal records" if skipped else ""
+    print(f"{len(results)} request(s), {failed} not 2xx{skipped_text}", file=sys.stderr)
+    return 1 if failed or skipped else 0
 
 
 def _simulate(args: argparse.Namespace) -> int:

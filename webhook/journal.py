@@ -38,13 +38,23 @@ CORRELATION_HEADERS = (
     "MS-Teams-Region",
     "User-Agent",
 )
-_NAME = re.compile(r"^(?P<kind>journal|rejected)-(?P<day>\d{8})-(?P<index>\d{3,})\.jsonl$")
+_NAME = re.compile(r"(?P<kind>journal|rejected)-(?P<day>\d{8})-(?P<index>\d{3,})\.jsonl")
+
+
+#: The longest header value kept (in characters): Graph's are ids of ~40; anyone may send megabytes, and an
+#: unauthenticated request must not be able to write that much into the logs and the rejected journal.
+MAX_HEADER_CHARS = 256
 
 
 def correlation_headers(headers: Any) -> dict[str, str]:
-    """The correlation headers present in ``headers`` (any mapping with ``get``); never Authorization."""
+    """The correlation headers present in ``headers`` (any mapping with ``get``), each cut to
+    :data:`MAX_HEADER_CHARS` (a cut value ends with ``...``); never Authorization."""
     found = {name: headers.get(name) for name in CORRELATION_HEADERS}
-    return {name: str(value) for name, value in found.items() if value}
+    return {name: _capped(str(value)) for name, value in found.items() if value}
+
+
+def _capped(value: str) -> str:
+    return value if len(value) <= MAX_HEADER_CHARS else value[: MAX_HEADER_CHARS - 3] + "..."
 
 
 class Journal:
@@ -80,9 +90,7 @@ class Journal:
             path = self._current_file(lock, kind, day, len(line))
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
-                os.write(fd, line)
-                if self.fsync:
-                    os.fsync(fd)
+                _append_line(fd, line, fsync=self.fsync)
             finally:
                 os.close(fd)
             if self._pruned_day != day:
@@ -97,7 +105,7 @@ class Journal:
         if path is None or not name.startswith(f"{kind}-{day}-") or self._full(path, incoming):
             indexes = sorted(
                 int(match["index"])
-                for match in (_NAME.match(p.name) for p in self.folder.iterdir())
+                for match in (_NAME.fullmatch(p.name) for p in self.folder.iterdir())
                 if match and match["kind"] == kind and match["day"] == day
             )
             index = indexes[-1] if indexes else 1
@@ -117,7 +125,7 @@ class Journal:
     def _prune(self, today: str) -> None:
         oldest = (datetime.strptime(today, "%Y%m%d") - timedelta(days=self.retention_days)).strftime("%Y%m%d")
         for path in self.folder.iterdir():
-            match = _NAME.match(path.name)
+            match = _NAME.fullmatch(path.name)
             if match and match["day"] < oldest:
                 try:
                     path.unlink()
@@ -126,8 +134,27 @@ class Journal:
 
     def files(self, kind: str = "journal") -> list[Path]:
         """The journal files, oldest first."""
-        named = [(m["day"], int(m["index"]), p) for p in self.folder.iterdir() if (m := _NAME.match(p.name))]
+        named = [(m["day"], int(m["index"]), p) for p in self.folder.iterdir() if (m := _NAME.fullmatch(p.name))]
         return [path for day, index, path in sorted(named) if path.name.startswith(kind + "-")]
+
+
+def _append_line(fd: int, line: bytes, *, fsync: bool) -> None:
+    """Append the whole line or nothing: a full disk (or a file-size limit) makes ``write`` write part of it,
+    and a torn line would be glued to the next record. On failure the file is cut back to where the line began
+    (the folder lock is held, so nobody appended since), and the error is raised."""
+    start = os.fstat(fd).st_size
+    try:
+        rest = memoryview(line)
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+        if fsync:
+            os.fsync(fd)
+    except OSError:
+        try:
+            os.ftruncate(fd, start)
+        except OSError as exc:
+            logger.error("could not cut a partly written journal line off %d bytes in: %s", start, exc)
+        raise
 
 
 class _FolderLock:
@@ -157,15 +184,51 @@ class _FolderLock:
         os.pwrite(self.fd, name.encode(), 0)
 
 
-def read_records(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of one journal file, in order; a line that does not parse raises ``ValueError`` naming it."""
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
+class BadLine(ValueError):
+    """A line of a journal file that is not a journal record; ``source`` is ``path:line``."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__(f"{source} is not a journal record: {reason}")
+        self.source = source
+        self.reason = reason
+
+
+def read_records(path: Path, *, on_bad_line: Callable[[BadLine], None] | None = None) -> Iterator[dict[str, Any]]:
+    """The records of one journal file, in order, each with ``_source`` (``path:line``).
+
+    A line that is not a record (torn by a crash or a full disk, not a JSON object, ``body`` or ``headers`` of
+    the wrong type) is passed to ``on_bad_line`` and skipped; without ``on_bad_line`` it raises :class:`BadLine`.
+    """
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
                 continue
+            source = f"{path}:{number}"
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{number} is not a journal record: {exc.msg}") from None
-            record.setdefault("_source", f"{path}:{number}")
+                record = _record(raw)
+            except BadLine as exc:
+                bad = BadLine(source, exc.reason)
+                if on_bad_line is None:
+                    raise bad from None
+                on_bad_line(bad)
+                continue
+            record.setdefault("_source", source)
             yield record
+
+
+def _record(raw: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise BadLine("", "not UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise BadLine("", f"{exc.msg} at column {exc.colno}") from None
+    if not isinstance(record, dict):
+        raise BadLine("", f"a JSON {type(record).__name__}, not an object")
+    for name, kind in (("body", str), ("receivedAt", str), ("headers", dict)):
+        if name in record and record[name] is not None and not isinstance(record[name], kind):
+            raise BadLine("", f"{name} is not a {'string' if kind is str else 'JSON object'}")
+    headers = record.get("headers")
+    if isinstance(headers, dict) and not all(isinstance(value, str) for value in headers.values()):
+        raise BadLine("", "a header value is not a string")
+    return record

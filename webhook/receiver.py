@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
@@ -37,15 +38,24 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    # 1e999 is valid JSON but a Python infinity, which every later output would write as the invalid Infinity.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is too large to be a number")
+    return value
+
+
 def decode_body(raw: bytes) -> Any:
-    """Decode a request body as strict JSON (UTF-8, no NaN/Infinity, at most :data:`MAX_JSON_DEPTH` deep).
+    """Decode a request body as strict JSON (UTF-8, no NaN/Infinity nor numbers beyond a double, at most
+    :data:`MAX_JSON_DEPTH` deep).
 
     Raises :class:`PayloadError` with code ``malformed_json`` and where it went wrong.
     """
     if not raw.strip():
         raise PayloadError("The body is empty; expected a commsNotifications JSON object.", code="malformed_json")
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant)
+        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise PayloadError(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",

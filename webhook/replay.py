@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from .journal import read_records
+from .journal import BadLine, read_records
 from .resources import ResourceError, canonical_id, parse_resource
 
 
@@ -78,10 +78,12 @@ def _files(path: Path) -> Iterator[Path]:
         yield path
 
 
-def collect(paths: Iterable[str | Path]) -> list[Item]:
+def collect(paths: Iterable[str | Path], *, on_bad_line: Callable[[BadLine], None] | None = None) -> list[Item]:
     """Items from journal files (``.jsonl``), payload files (``.json``, one body each) and folders of them.
 
-    Raises ``ValueError`` naming the file when something is neither.
+    Raises ``ValueError`` naming the file when a path does not exist or a payload file is not JSON. A journal
+    line that is not a record is passed to ``on_bad_line`` and skipped (one torn line must not keep the rest of
+    a journal from being replayed); without ``on_bad_line`` it raises :class:`BadLine`, a ``ValueError``.
     """
     items: list[Item] = []
     for path in (Path(p) for p in paths):
@@ -91,16 +93,16 @@ def collect(paths: Iterable[str | Path]) -> list[Item]:
             if file.suffix == ".jsonl":
                 items.extend(
                     Item(record["_source"], record["body"], record.get("receivedAt"), record.get("headers") or {})
-                    for record in read_records(file)
+                    for record in read_records(file, on_bad_line=on_bad_line)
                     if isinstance(record.get("body"), str)
                 )
-            else:
-                try:
-                    text = file.read_text(encoding="utf-8")
-                    json.loads(text)
-                except (UnicodeDecodeError, ValueError) as exc:
-                    raise ValueError(f"{file} is not a JSON payload: {exc}") from None
-                items.append(Item(str(file), text))
+                continue
+            try:
+                text = file.read_text(encoding="utf-8")
+                json.loads(text)
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise ValueError(f"{file} is not a JSON payload: {exc}") from None
+            items.append(Item(str(file), text))
     return items
 
 

@@ -19,9 +19,9 @@ ResourceKind = Literal["call", "participants", "operation", "other"]
 #: Kinds of sub-resource :func:`parse_resource` understands; anything else below a call is ``"other"``.
 KINDS: tuple[ResourceKind, ...] = ("call", "participants", "operation", "other")
 
-_GUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_GUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 # Ids are path segments: no separators, whitespace or controls, and of a sane length.
-_SEGMENT = re.compile(r"^[A-Za-z0-9._~:@!$&'()*+,;=%-]{1,256}$")
+_SEGMENT = re.compile(r"[A-Za-z0-9._~:@!$&'()*+,;=%-]{1,256}")
 # Graph's own absolute URLs carry an API version before the path.
 _VERSION_PREFIX = re.compile(r"^/(v1\.0|beta)(?=/)")
 
@@ -46,7 +46,7 @@ class ResourceRef:
 
 def canonical_id(raw: str) -> str:
     """Return the canonical spelling of an id: GUIDs lower-case and dashed, anything else unchanged."""
-    if _GUID.match(raw):
+    if _GUID.fullmatch(raw):
         hex32 = raw.replace("-", "").lower()
         return f"{hex32[:8]}-{hex32[8:12]}-{hex32[12:16]}-{hex32[16:20]}-{hex32[20:]}"
     return raw
@@ -75,7 +75,7 @@ def parse_resource(url: str) -> ResourceRef:
         )
     raw_call_id, rest = parts[2], parts[3:]
     for segment in [raw_call_id, *rest]:
-        if not _SEGMENT.match(segment):
+        if not _SEGMENT.fullmatch(segment):
             raise ResourceError(f"{url!r} has an empty or malformed path segment {segment!r}")
     path = "/communications/calls/" + "/".join([raw_call_id, *rest])
     call_id = canonical_id(raw_call_id)

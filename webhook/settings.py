@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .errors import ConfigError
 
@@ -290,7 +291,23 @@ class Settings:
         for setting in SETTINGS:
             value = getattr(self, setting.name.lower())
             shown[setting.name] = ("***" if value else "") if setting.secret else value
+        shown["STORE_URL"] = self.masked_store_url
         return shown
+
+    @property
+    def masked_store_url(self) -> str:
+        """``STORE_URL`` with its password masked: the only spelling of it that may be printed or logged."""
+        return masked_url(self.store_url)
+
+
+def masked_url(url: str) -> str:
+    """``url`` with the password of its authority (``scheme://user:password@host``) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
 def unknown_environment_names(environ: Mapping[str, str] | None = None) -> list[str]:

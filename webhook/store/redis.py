@@ -29,7 +29,6 @@ from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from redis.exceptions import RedisError, WatchError
@@ -37,6 +36,7 @@ from redis.exceptions import RedisError, WatchError
 from ..errors import StoreError, StoreUnavailable
 from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
+from ..settings import masked_url
 from ..state import Decision, Event, decide, mark_stale
 from .base import CallStore, NeedsDelivery, _always
 
@@ -58,14 +58,6 @@ def _epoch_ms(timestamp: str) -> float:
         return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000
     except ValueError:
         return time.time() * 1000
-
-
-def masked_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 class RedisStore(CallStore):
