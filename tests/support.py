@@ -144,11 +144,12 @@ def redis_answers(url: str) -> bool:
 class RedisServer:
     """A redis-server of the test's own on 127.0.0.1 (a free port), which the test may stop and restart."""
 
-    def __init__(self, folder: Path, *, persistent: bool = False) -> None:
+    def __init__(self, folder: Path, *, persistent: bool = False, options: tuple[str, ...] = ()) -> None:
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.folder = folder
         self.persistent = persistent
+        self.options = options
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> RedisServer:
@@ -164,6 +165,7 @@ class RedisServer:
             "--dir",
             str(self.folder),
             *persistence,
+            *self.options,
         ]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10

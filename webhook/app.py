@@ -59,8 +59,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     Settings come from ``WEBHOOK_*`` environment variables, then from ``config`` (names without the prefix,
     e.g. ``{"STORE_URL": "sqlite:////tmp/calls.sqlite3"}``). Raises :class:`~webhook.errors.ConfigError` naming
-    the setting when a value is wrong; the store is opened (and created) here, so a bad store fails start-up,
-    not the first request.
+    the setting when a value is wrong. The store is opened (and created) here, but a store that cannot be used
+    yet (locked, disk full, unreachable) does not stop the app: it answers 503 with ``Retry-After`` and
+    ``/readyz`` fails until the store can be used, so that a gunicorn worker restarted during a brief fault
+    boots, and recovers by itself.
     """
     app = Flask("webhook", instance_relative_config=True)
     settings = load_settings(config, app=app)

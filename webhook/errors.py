@@ -23,8 +23,13 @@ class WebhookError(Exception):
             self.code = code
         self.details: dict[str, Any] = details or {}
 
+    @property
+    def public_message(self) -> str:
+        """What the HTTP answer says: the message, unless it names something a caller must not learn."""
+        return self.message
+
     def to_dict(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, "details": self.details}
+        return {"error": self.code, "message": self.public_message, "details": self.details}
 
 
 class ConfigError(WebhookError):
@@ -74,14 +79,43 @@ class NotFound(RequestError):
 
 
 class StoreError(WebhookError):
-    """The call store failed in a way a retry will not fix (a bug or a corrupt database)."""
+    """The call store failed in a way a retry will not fix (a bug).
+
+    ``message`` names the store (a file path, a host) for the logs and the CLI; what an anonymous caller sees
+    is :attr:`public_message`, which says what happened without naming where.
+    """
 
     code = "store_error"
 
+    @property
+    def public_message(self) -> str:
+        return "The call store failed; the error was logged on the server."
+
+
+#: What each reason of :class:`StoreUnavailable` means, in words safe to show any caller.
+STORE_REASONS = {
+    "unavailable": "the call store cannot be used now",
+    "busy": "the call store is busy: another process holds its write lock",
+    "disk_full": "the call store's disk is full or its file cannot grow",
+    "replaced": "the database file was deleted or replaced while the receiver had it open; it is reopened",
+    "corrupt": "the database file is corrupt: restore it from a backup or move it aside",
+    "unreachable": "the call store cannot be reached",
+    "evicting": "Redis may evict keys under memory pressure (maxmemory-policy), which would lose calls",
+}
+
 
 class StoreUnavailable(StoreError):
-    """The call store cannot be reached or is too busy now; the sender should retry later."""
+    """The call store cannot be used now (busy, unreachable, disk full, file replaced or corrupt): nothing was
+    stored, and the sender should retry later. ``reason`` is one of :data:`STORE_REASONS`."""
 
     status = 503
     code = "store_unavailable"
     retry_after = 5
+
+    def __init__(self, message: str, *, reason: str = "unavailable") -> None:
+        super().__init__(message, details={"reason": reason})
+        self.reason = reason
+
+    @property
+    def public_message(self) -> str:
+        return f"Nothing was stored: {STORE_REASONS.get(self.reason, self.reason)}. Retry later."

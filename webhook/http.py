@@ -27,6 +27,7 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     RequestError,
+    StoreError,
     StoreUnavailable,
     UnsupportedMediaType,
     WebhookError,
@@ -220,11 +221,12 @@ def readyz() -> tuple[Response, int]:
     """
     state = webhook_state()
     checks: dict[str, dict[str, Any]] = {}
+    # Anyone may ask (load balancers do): say what is wrong, never where (no file path, no host).
     try:
         state.store.ping()
-        checks["store"] = {"ok": True, "url": state.store.url}
-    except WebhookError as exc:
-        checks["store"] = {"ok": False, "error": exc.message}
+        checks["store"] = {"ok": True, "engine": state.store.engine}
+    except StoreError as exc:
+        checks["store"] = {"ok": False, "engine": state.store.engine, "error": exc.public_message, **exc.details}
     if state.verifier is None:
         checks["signingKeys"] = {"ok": True, "detail": "authentication disabled"}
     else:
@@ -246,7 +248,7 @@ def _error_response(status: int, code: str, message: str, details: dict[str, Any
 
 
 def _handle_webhook_error(exc: WebhookError) -> Response:
-    response = _error_response(exc.status, exc.code, exc.message, exc.details)
+    response = _error_response(exc.status, exc.code, exc.public_message, exc.details)
     _count_refusal(exc.status, exc.code, exc.details)
     _journal_rejected(exc.status, exc.code, exc.message)
     if isinstance(exc, AuthError):

@@ -166,6 +166,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Redis: how long an ended call is kept (active calls never expire).",
     ),
     Setting("REDIS_PREFIX", _text, "comms-webhook", "Redis: the prefix of every key, to share a database."),
+    Setting(
+        "REDIS_ALLOW_EVICTION",
+        _flag,
+        False,
+        "1: start even though Redis may evict keys (maxmemory-policy allkeys-*), which loses acknowledged calls.",
+    ),
     Setting("JOURNAL", _choice("on", "off"), "on", "on: append every accepted callback to the journal."),
     Setting("JOURNAL_DIR", _text, "", "Folder of the journal files. Default: <instance folder>/journal."),
     Setting("JOURNAL_MAX_BYTES", _positive_int, 64 * 1024 * 1024, "A journal file is rotated beyond this size."),
@@ -232,6 +238,7 @@ class Settings:
     sqlite_synchronous: str
     retention_seconds: float
     redis_prefix: str
+    redis_allow_eviction: bool
     journal: str
     journal_dir: str
     journal_max_bytes: int
@@ -272,6 +279,7 @@ class Settings:
             "timeout": self.store_timeout_seconds,
             "retention_seconds": self.retention_seconds,
             "prefix": self.redis_prefix,
+            "redis_allow_eviction": self.redis_allow_eviction,
             "sqlite_synchronous": self.sqlite_synchronous,
         }
 

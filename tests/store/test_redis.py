@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from webhook import create_app
+from webhook import ConfigError, create_app
 from webhook.builders import call_ended, call_notification, envelope, incoming_call, new_id
 from webhook.schemas import load_notifications
 from webhook.simulate import SCENARIOS, delivery, make_calls, send_all
@@ -200,3 +200,46 @@ def test_a_notification_retried_after_a_failed_exec_is_a_duplicate(redis_server:
     assert (again.outcome, again.events) == ("duplicate", ())
     with redis.Redis.from_url(redis_server) as client:
         assert client.exists(f"{redis_prefix}:call:{call_id}") == 1
+
+
+@pytest.fixture
+def evicting_redis(tmp_path: Path) -> Any:
+    server = RedisServer(tmp_path, options=("--maxmemory", "64mb", "--maxmemory-policy", "allkeys-lru")).start()
+    yield server
+    server.stop()
+
+
+def test_a_redis_that_evicts_keys_is_refused_at_start_unless_allowed(
+    evicting_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = {"AUTH": "disabled", "STORE_URL": evicting_redis.url, "ADMIN_TOKEN": ADMIN_TOKEN}
+    with pytest.raises(ConfigError, match=r"maxmemory-policy allkeys-lru.*WEBHOOK_REDIS_ALLOW_EVICTION=1"):
+        create_app(settings)
+    app = create_app({**settings, "REDIS_ALLOW_EVICTION": "1"})
+    assert any("allkeys-lru" in r.message and "accepts that risk" in r.message for r in caplog.records)
+    client = app.test_client()
+    assert client.get("/readyz").status_code == 200
+    assert client.post("/api/calls", json=envelope(incoming_call(new_id()))).status_code == 202
+
+
+def test_a_policy_turned_evicting_at_run_time_stops_acknowledging_until_it_is_undone(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path).start()
+    try:
+        app = create_app({"AUTH": "disabled", "STORE_URL": server.url, "ADMIN_TOKEN": ADMIN_TOKEN})
+        client = app.test_client()
+        assert client.post("/api/calls", json=envelope(incoming_call(new_id()))).status_code == 202
+        admin = redis.Redis.from_url(server.url)
+        admin.config_set("maxmemory-policy", "allkeys-random")
+        ready = client.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.get_json()["checks"]["store"]["reason"] == "evicting"
+        refused = client.post("/api/calls", json=envelope(incoming_call(call_id := new_id())))
+        assert refused.status_code == 503
+        assert refused.headers["Retry-After"] == "5"
+        assert "evict" in refused.get_json()["message"]
+        assert client.get(f"/api/calls/{call_id}", headers=ADMIN).status_code == 404
+        admin.config_set("maxmemory-policy", "noeviction")
+        assert client.get("/readyz").status_code == 200
+        assert client.post("/api/calls", json=envelope(incoming_call(call_id))).status_code == 202
+    finally:
+        server.stop()

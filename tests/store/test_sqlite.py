@@ -1,15 +1,20 @@
-"""What only the SQLite store does: honest answers when another process holds the write lock."""
+"""What only the SQLite store does: honest answers when another process holds the write lock, or the file is
+deleted, replaced or corrupt under the running receiver."""
 
 from __future__ import annotations
 
 import os
+import random
+import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from webhook import ConfigError, create_app
 from webhook.builders import envelope, incoming_call, new_id
+from webhook.http import EXTENSION
 from webhook.store import open_store
 
 from ..conftest import Recorder
@@ -61,3 +66,111 @@ def test_a_transition_is_flushed_to_disk_before_it_is_acknowledged(
     monkeypatch.setattr(os, "fsync", watching_fsync)
     assert app.test_client().post("/api/calls", json=envelope(incoming_call(new_id()))).status_code == 202
     assert (f"{store_path}-wal" in synced) is flushed
+
+
+ADMIN = {"Authorization": "Bearer t"}
+
+
+def _app(store_url: str) -> Any:
+    return create_app({"AUTH": "disabled", "STORE_URL": store_url, "ADMIN_TOKEN": "t", "OUTBOX_SWEEP_SECONDS": 0})
+
+
+def _post(client: Any, call_id: str) -> Any:
+    return client.post("/api/calls", json=envelope(incoming_call(call_id)))
+
+
+def _database_files(store_path: Path) -> list[Path]:
+    return [store_path, Path(f"{store_path}-wal"), Path(f"{store_path}-shm")]
+
+
+def test_a_store_deleted_under_the_receiver_is_reported_then_reopened_and_nothing_later_is_lost(
+    store_url: str, store_path: Path
+) -> None:
+    client = _app(store_url).test_client()
+    assert _post(client, new_id()).status_code == 202
+    for path in _database_files(store_path):
+        path.unlink(missing_ok=True)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["store"]["reason"] == "replaced"
+    assert str(store_path.parent) not in ready.get_data(as_text=True)  # anyone may read /readyz: no paths
+    later = new_id()
+    assert _post(client, later).status_code == 202  # into the file now at the path, not the deleted one
+    assert client.get("/readyz").status_code == 200
+    restarted = _app(store_url).test_client()
+    assert restarted.get(f"/api/calls/{later}", headers=ADMIN).status_code == 200
+
+
+def test_a_store_replaced_under_the_receiver_answers_503_once_then_uses_the_replacement(
+    tmp_path: Path, store_url: str, store_path: Path
+) -> None:
+    client = _app(store_url).test_client()
+    assert _post(client, first := new_id()).status_code == 202
+    backup = tmp_path / "backup.sqlite3"
+    with sqlite3.connect(store_path) as source, sqlite3.connect(backup) as target:
+        source.backup(target)
+    assert _post(client, new_id()).status_code == 202  # not in the backup
+    os.replace(backup, store_path)  # the operator restores the backup while the receiver runs
+    refused = _post(client, second := new_id())
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "5"
+    assert refused.get_json()["details"] == {"reason": "replaced"}
+    assert str(store_path) not in refused.get_data(as_text=True)
+    assert _post(client, second).status_code == 202  # Graph's retry
+    restarted = _app(store_url).test_client()
+    for call_id in (first, second):
+        assert restarted.get(f"/api/calls/{call_id}", headers=ADMIN).status_code == 200
+
+
+def test_a_database_deleted_without_its_wal_is_never_recreated_beside_it(store_url: str, store_path: Path) -> None:
+    client = _app(store_url).test_client()
+    assert _post(client, new_id()).status_code == 202
+    store_path.unlink()  # the -wal of the old file stays: a new file beside it would adopt its pages
+    for _ in range(2):
+        response = _post(client, new_id())
+        assert response.status_code == 503
+        assert response.get_json()["details"] == {"reason": "replaced"}
+    assert not store_path.exists()
+    assert client.get("/readyz").status_code == 503
+
+
+def _corrupt(store_path: Path) -> None:
+    """Overwrite every page after the first: the header still says SQLite, the tables are garbage."""
+    size = store_path.stat().st_size
+    with store_path.open("r+b") as file:
+        file.seek(4096)
+        file.write(random.Random(7).randbytes(size - 4096))
+
+
+@pytest.mark.parametrize("damage", ["pages", "header"])
+def test_a_corrupt_store_boots_answers_503_and_fails_readiness_until_restored(
+    tmp_path: Path, store_url: str, store_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = _app(store_url)
+    for _ in range(20):
+        assert _post(app.test_client(), new_id()).status_code == 202
+    app.extensions[EXTENSION].store.close()  # checkpointed into the file: the damage is what the next start sees
+    backup = tmp_path / "backup.sqlite3"
+    shutil.copy(store_path, backup)
+    if damage == "pages":
+        _corrupt(store_path)
+    else:
+        store_path.write_bytes(b"this is not a database file" * 200)
+    client = _app(store_url).test_client()  # boots: a worker must start whatever the store's state
+    for _ in range(3):
+        response = _post(client, new_id())
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+        assert response.get_json()["details"] == {"reason": "corrupt"}
+    assert len([r for r in caplog.records if r.levelname == "CRITICAL" and "CORRUPT" in r.message]) == 1
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["checks"]["store"]["reason"] == "corrupt"
+    os.replace(backup, store_path)
+    for path in _database_files(store_path)[1:]:
+        path.unlink(missing_ok=True)
+    # The connection a readable header let it open notices the new file once; an unreadable one opened none.
+    if damage == "pages":
+        assert _post(client, call_id := new_id()).get_json()["details"] == {"reason": "replaced"}
+    assert _post(client, call_id := new_id()).status_code == 202
+    assert client.get("/readyz").status_code == 200

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from ..errors import ConfigError
+import logging
+
+from ..errors import ConfigError, StoreUnavailable
 from .base import CallStore
 from .sqlite import SQLiteStore
 
 __all__ = ["CallStore", "SQLiteStore", "open_store"]
+
+logger = logging.getLogger("webhook.store")
 
 WEEK = 7 * 24 * 3600
 
@@ -17,20 +21,39 @@ def open_store(
     timeout: float = 5.0,
     retention_seconds: float = WEEK,
     prefix: str = "comms-webhook",
+    redis_allow_eviction: bool = False,
     sqlite_synchronous: str = "full",
 ) -> CallStore:
     """Open the store a ``STORE_URL`` names.
 
     ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (one machine), ``redis://[:password@]host:port/db``
     or ``rediss://...`` (several instances; ``prefix`` starts every key, ``retention_seconds`` is how long ended
-    calls are kept).
+    calls are kept, ``redis_allow_eviction`` accepts a Redis that may evict keys).
+
+    The store is opened and checked at once: a setting no retry fixes raises :class:`ConfigError`; a store that
+    cannot be used yet (locked, disk full, unreachable) is logged and returned, and every use tries again.
     """
+    store: CallStore | None = None
     if url.startswith("sqlite:///"):
-        return SQLiteStore.from_url(url, timeout=timeout, synchronous=sqlite_synchronous)
-    if url.startswith(("redis://", "rediss://", "unix://")):
+        store = SQLiteStore.from_url(url, timeout=timeout, synchronous=sqlite_synchronous)
+    elif url.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisStore  # redis-py is imported only by those who use it
 
-        return RedisStore(url, timeout=timeout, retention_seconds=retention_seconds, prefix=prefix)
+        store = RedisStore(
+            url,
+            timeout=timeout,
+            retention_seconds=retention_seconds,
+            prefix=prefix,
+            allow_eviction=redis_allow_eviction,
+        )
+    if store is not None:
+        try:
+            store.open()
+        except StoreUnavailable as exc:
+            # A process must start whatever the store's state (a gunicorn worker that cannot boot takes the
+            # whole server down): it answers 503 until the store can be used, retrying on every use.
+            logger.error("the store cannot be used yet, answering 503 until it can: %s", exc.message)
+        return store
     scheme = url.split(":", 1)[0] if ":" in url else url
     raise ConfigError(
         f"WEBHOOK_STORE_URL: unsupported store {scheme!r}; use sqlite:///PATH (relative), sqlite:////PATH "

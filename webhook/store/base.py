@@ -29,6 +29,8 @@ class CallStore(abc.ABC):
 
     #: The URL the store was opened with, with any password masked.
     url: str
+    #: The kind of store (``sqlite``, ``redis``): what ``/readyz`` may tell anyone.
+    engine: str
 
     @abc.abstractmethod
     def apply(
@@ -108,6 +110,13 @@ class CallStore(abc.ABC):
     @abc.abstractmethod
     def update_failure(self, failure_id: int, *, resolved: bool, error: str | None, now: str) -> None:
         """Count one more attempt: resolved, or failed again with ``error``."""
+
+    def open(self) -> None:  # noqa: B027 - engines without a schema or a start-up check need nothing here
+        """Connect and check the store now (schema, server settings) rather than on first use.
+
+        Raises :class:`~webhook.errors.ConfigError` for what no retry fixes (a schema newer than this release, a
+        server set up to lose data) and :class:`~webhook.errors.StoreUnavailable` for what may pass.
+        """
 
     @abc.abstractmethod
     def ping(self) -> None:

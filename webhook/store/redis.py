@@ -23,6 +23,8 @@ Graph retries, and the client reconnects by itself when Redis is back.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -33,7 +35,7 @@ from typing import Any
 import redis
 from redis.exceptions import RedisError, WatchError
 
-from ..errors import StoreError, StoreUnavailable
+from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..settings import masked_url
@@ -41,6 +43,29 @@ from ..state import Decision, Event, decide, mark_stale
 from .base import CallStore, NeedsDelivery, _always
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call
+_POLICY_CHECK_SECONDS = 30.0  # how stale the knowledge of Redis's memory policy may be on the write path
+
+logger = logging.getLogger("webhook.store")
+
+
+def _evicts(policy: str) -> bool:
+    """Whether the policy may evict keys without a time to live: active calls, the outbox, failures.
+
+    ``volatile-*`` policies evict only keys with an expiry, which here are ended calls past their use; they are
+    allowed, with a warning.
+    """
+    return policy.startswith("allkeys-")
+
+
+def _eviction_message(url: str, policy: str) -> str:
+    if not _evicts(policy):
+        return f"Redis at {url} has maxmemory-policy {policy}: under memory pressure it evicts ended calls early"
+    return (
+        f"Redis at {url} has maxmemory-policy {policy}: under memory pressure it deletes keys, and calls this "
+        "receiver acknowledged to Graph would silently disappear. Set maxmemory-policy noeviction (Redis then "
+        "refuses writes when full, which this receiver answers with 503, and Graph retries), or set "
+        "WEBHOOK_REDIS_ALLOW_EVICTION=1 to accept the loss"
+    )
 
 # Lease an outbox row to a new owner only if nobody claimed it since we looked (compare and set).
 _CLAIM = """
@@ -63,6 +88,8 @@ def _epoch_ms(timestamp: str) -> float:
 class RedisStore(CallStore):
     """A :class:`CallStore` on Redis (``redis://`` or ``rediss://``, password and db in the URL)."""
 
+    engine = "redis"
+
     def __init__(
         self,
         url: str,
@@ -70,10 +97,14 @@ class RedisStore(CallStore):
         timeout: float = 2.0,
         retention_seconds: float = 7 * 24 * 3600,
         prefix: str = "comms-webhook",
+        allow_eviction: bool = False,
     ) -> None:
         self.url = masked_url(url)
         self.retention_seconds = retention_seconds
         self.prefix = prefix
+        self.allow_eviction = allow_eviction
+        self._policy_checked_at = -math.inf
+        self._warned_policy: str | None = None
         # Short timeouts: a stuck Redis must answer 503 well before gunicorn or Graph give up on the request.
         # Typed as Any: redis-py's own annotations cannot express decode_responses=True.
         self.client: Any = redis.Redis.from_url(
@@ -93,7 +124,39 @@ class RedisStore(CallStore):
         try:
             yield
         except (RedisError, OSError) as exc:
-            raise StoreUnavailable(f"the Redis store {self.url} is unavailable: {exc}") from exc
+            unreachable = isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError))
+            reason = "unreachable" if unreachable else "unavailable"
+            raise StoreUnavailable(f"the Redis store {self.url} is unavailable: {exc}", reason=reason) from exc
+
+    # The memory policy: a Redis that evicts keys under memory pressure silently drops calls it acknowledged.
+
+    def open(self) -> None:
+        policy = self._memory_policy()
+        if _evicts(policy) and not self.allow_eviction:
+            raise ConfigError(_eviction_message(self.url, policy))
+
+    def _memory_policy(self) -> str:
+        """Redis's ``maxmemory-policy``, read from INFO (managed services often disable CONFIG)."""
+        with self._errors():
+            policy = str(self.client.info("memory").get("maxmemory_policy", "noeviction"))
+        self._policy_checked_at = time.monotonic()
+        if (_evicts(policy) or policy.startswith("volatile-")) and self._warned_policy != policy:
+            self._warned_policy = policy
+            logger.warning(
+                "%s%s",
+                _eviction_message(self.url, policy),
+                "; WEBHOOK_REDIS_ALLOW_EVICTION=1 accepts that risk" if self.allow_eviction else "",
+            )
+        return policy
+
+    def _check_memory_policy(self, *, every: float = _POLICY_CHECK_SECONDS) -> None:
+        """Refuse to store while Redis may evict keys (unless allowed); asks Redis at most once per ``every``."""
+        if self.allow_eviction or time.monotonic() - self._policy_checked_at < every:
+            return
+        policy = self._memory_policy()
+        if _evicts(policy):
+            self._policy_checked_at = -math.inf  # and ask again next time, so the fix is seen at once
+            raise StoreUnavailable(_eviction_message(self.url, policy), reason="evicting")
 
     # Calls
 
@@ -106,6 +169,7 @@ class RedisStore(CallStore):
         lease_until: float = 0.0,
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision:
+        self._check_memory_policy()
         decision = self._decide_atomically(
             notification.call_id,
             lambda current: decide(current, notification, now),
@@ -115,7 +179,8 @@ class RedisStore(CallStore):
         )
         if decision is None:
             raise StoreUnavailable(
-                f"call {notification.call_id} changed {_MAX_ATTEMPTS} times while this notification was applied; retry"
+                f"call {notification.call_id} changed {_MAX_ATTEMPTS} times while this notification was applied; retry",
+                reason="busy",
             )
         return decision
 
@@ -343,6 +408,7 @@ class RedisStore(CallStore):
     def ping(self) -> None:
         with self._errors():
             self.client.ping()
+        self._check_memory_policy(every=0)
 
     def close(self) -> None:
         self.client.close()

@@ -11,12 +11,14 @@ or a kernel crash, in exchange for no flush at all.
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,6 +28,8 @@ from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..state import Decision, Event, decide, mark_stale
 from .base import CallStore, NeedsDelivery, _always
+
+logger = logging.getLogger("webhook.store")
 
 _SCHEMA_VERSION = 3
 _SCHEMA = """
@@ -68,7 +72,17 @@ _ADDED_COLUMNS = {
 
 
 class SQLiteStore(CallStore):
-    """A :class:`CallStore` in a SQLite file. Connections are per thread and per process (fork-safe)."""
+    """A :class:`CallStore` in a SQLite file. Connections are per thread and per process (fork-safe).
+
+    Opening does no write when the schema is current, and a store that cannot be used yet (locked, disk full,
+    corrupt, deleted) never stops a process from starting: each use tries again and raises
+    :class:`~webhook.errors.StoreUnavailable` with its reason until the store can be used. Before each use the
+    path is checked to still name the file that was opened: a database deleted or replaced under a running
+    receiver is reported (once per connection) and then reopened, instead of acknowledging writes into a file
+    that no longer has a name.
+    """
+
+    engine = "sqlite"
 
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0, synchronous: str = "full") -> None:
         self.path = Path(path)
@@ -79,11 +93,9 @@ class SQLiteStore(CallStore):
         self.synchronous = synchronous
         self._wal = Path(f"{self.path}-wal")
         self._local = threading.local()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ConfigError(f"WEBHOOK_STORE_URL: cannot create the folder of {self.path}: {exc}") from exc
-        self._migrate()
+        self._schema_ready_in: tuple[int, int] | None = None  # the file whose schema this process checked
+        self._schema_lock = threading.Lock()
+        self._fault: StoreUnavailable | None = None  # what made this process's last use fail, until one succeeds
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 5.0, synchronous: str = "full") -> SQLiteStore:
@@ -96,47 +108,107 @@ class SQLiteStore(CallStore):
             )
         return cls(path, timeout=timeout, synchronous=synchronous)
 
+    def open(self) -> None:
+        self._connect()
+
     def _connect(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            return conn
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and getattr(local, "pid", None) == os.getpid():
+            if _identity(self.path) == local.identity:
+                return conn
+            # Sound while the connection is open: the file it holds cannot give its inode to another.
+            self._forget(conn)
+            self._schema_ready_in = None  # closed now, its inode may name the next file
+            logger.error(
+                "the SQLite store %s was deleted or replaced while open: what was written to the old file since is "
+                "not in the new one; reopening the path (and creating an empty store if nothing is there)",
+                self.path,
+            )
+            raise StoreUnavailable(
+                f"the SQLite store {self.path} was deleted or replaced while open", reason="replaced"
+            )
+        if _identity(self.path) is None and self._wal.exists():
+            # A new database beside the WAL of a deleted one would take that WAL's pages as its own.
+            raise StoreUnavailable(
+                f"the SQLite store {self.path} is missing but its WAL {self._wal.name} is still there: restore the "
+                f"database, or delete {self._wal.name} and {self.path.name}-shm to start an empty store",
+                reason="replaced",
+            )
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open the SQLite store {self.path}: {exc}") from exc
+        try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")  # a write: only when the file is not WAL yet
             # Commits do not wait for the disk inside the write lock: apply() flushes the WAL itself, after
             # the lock is released and before the caller acknowledges (see _flush).
             conn.execute("PRAGMA synchronous = NORMAL")
+            identity = _identity(self.path)
+            self._prepare_schema(conn, identity)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"cannot open the SQLite store {self.path}: {exc}") from exc
-        self._local.conn = conn
-        self._local.pid = os.getpid()
+            conn.close()
+            raise self._translate(exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        local.conn, local.pid, local.identity = conn, os.getpid(), identity
         return conn
 
-    def _migrate(self) -> None:
-        conn = self._connect()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            (version,) = conn.execute("PRAGMA user_version").fetchone()
-            if version > _SCHEMA_VERSION:
-                conn.execute("ROLLBACK")
-                raise ConfigError(
-                    f"the store {self.path} was written by a newer comms-webhook (schema {version}); upgrade"
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        self._local.conn = None
+        with suppress(sqlite3.Error):
+            conn.close()
+
+    def _translate(self, exc: sqlite3.Error) -> StoreError:
+        """Our error for SQLite's: what a retry may outlive (locked, disk full, file unreadable or corrupt) is
+        :class:`StoreUnavailable` with its reason, remembered for :meth:`ping`; anything else is a bug
+        (:class:`StoreError`, a 500)."""
+        code = _error_code(exc)
+        if code in (_CORRUPT, _NOTADB):
+            if self._fault is None or self._fault.reason != "corrupt":
+                logger.critical(
+                    "the SQLite store %s is CORRUPT (%s): every notification is refused with 503 until the file is "
+                    "restored from a backup or moved aside; Graph retries for a while, then gives up",
+                    self.path,
+                    exc,
                 )
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
-            columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
-            for column, statement in _ADDED_COLUMNS.items():
-                if column not in columns:
-                    conn.execute(statement)
-            conn.execute("CREATE INDEX IF NOT EXISTS calls_by_seen ON calls (stale_since, seen_at)")
-            conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise _translate(exc, self.path) from exc
+            self._fault = StoreUnavailable(f"the SQLite store {self.path} is corrupt: {exc}", reason="corrupt")
+            return self._fault
+        if isinstance(exc, sqlite3.OperationalError):
+            reason = _REASONS.get(code, "unavailable") if code is not None else "unavailable"
+            self._fault = StoreUnavailable(f"the SQLite store {self.path} is unavailable: {exc}", reason=reason)
+            return self._fault
+        return StoreError(f"the SQLite store {self.path} failed: {exc}")
+
+    def _prepare_schema(self, conn: sqlite3.Connection, identity: tuple[int, int] | None) -> None:
+        """Create or migrate the schema once per process and file; a current schema is only read, never
+        written, so that a worker starts while another process holds the write lock or the disk is full."""
+        if self._schema_ready_in == identity:
+            return
+        with self._schema_lock:
+            if self._schema_ready_in == identity or self._schema_version(conn) == _SCHEMA_VERSION:
+                self._schema_ready_in = identity
+                return
+            conn.execute("BEGIN IMMEDIATE")  # the lock: of several processes starting at once, one migrates
+            try:
+                if self._schema_version(conn) != _SCHEMA_VERSION:
+                    _migrate(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._schema_ready_in = identity
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > _SCHEMA_VERSION:
+            raise ConfigError(f"the store {self.path} was written by a newer comms-webhook (schema {version}); upgrade")
+        return int(version)
 
     def apply(
         self,
@@ -176,9 +248,11 @@ class SQLiteStore(CallStore):
                 decision = choose(Call.from_dict(json.loads(row[0])) if row else None)
                 if decision is None:
                     return None
-                return self._commit(conn, decision, call_id, now, owner, lease_until, needs_delivery)
+                committed = self._commit(conn, decision, call_id, now, owner, lease_until, needs_delivery)
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise self._translate(exc) from exc
+        self._fault = None
+        return committed
 
     def _flush(self) -> None:
         """Make the commits so far durable: fsync the WAL, outside the write lock.
@@ -195,11 +269,11 @@ class SQLiteStore(CallStore):
         except FileNotFoundError:
             return  # checkpointed and removed: the commit is in the database file, which SQLite synced
         except OSError as exc:
-            raise StoreUnavailable(f"cannot flush the SQLite store {self.path}: {exc}") from exc
+            raise StoreUnavailable(f"cannot flush the SQLite store {self.path}: {exc}", reason=_os_reason(exc)) from exc
         try:
             os.fsync(fd)
         except OSError as exc:
-            raise StoreUnavailable(f"cannot flush the SQLite store {self.path}: {exc}") from exc
+            raise StoreUnavailable(f"cannot flush the SQLite store {self.path}: {exc}", reason=_os_reason(exc)) from exc
         finally:
             os.close(fd)
 
@@ -283,13 +357,13 @@ class SQLiteStore(CallStore):
         try:
             return self._connect().execute(statement, params)
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise self._translate(exc) from exc
 
     def _read(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         try:
             return self._connect().execute(query, params).fetchall()
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise self._translate(exc) from exc
 
     def complete(self, event_ids: Iterable[int]) -> None:
         ids = list(event_ids)
@@ -317,7 +391,7 @@ class SQLiteStore(CallStore):
                         (owner, lease_until, row_id),
                     )
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise self._translate(exc) from exc
         return [decode_event(text, row_id) for row_id, text in claimed]
 
     def pending_events(self) -> int:
@@ -368,7 +442,23 @@ class SQLiteStore(CallStore):
         return [Call.from_dict(json.loads(str(doc))) for (doc,) in rows]
 
     def ping(self) -> None:
-        self._read("SELECT 1")
+        """Read the calls table; after a use failed, check that what failed works again: the whole file after
+        corruption, a write (taking the write lock) after a lock or a full disk."""
+        if self._fault is None:
+            self._read("SELECT 1 FROM calls LIMIT 1")
+            return
+        if self._fault.reason == "corrupt":
+            result = self._read("PRAGMA quick_check(1)")
+            if result != [("ok",)]:
+                raise StoreUnavailable(f"the SQLite store {self.path} is corrupt: {result}", reason="corrupt")
+        else:
+            conn = self._connect()
+            try:
+                with self._transaction(conn):
+                    conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")  # a write of the same value
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+        self._fault = None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -377,13 +467,53 @@ class SQLiteStore(CallStore):
         self._local = threading.local()
 
 
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older (or empty) database to the current schema, inside the caller's write transaction."""
+    for statement in _SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
+    for column, statement in _ADDED_COLUMNS.items():
+        if column not in columns:
+            conn.execute(statement)
+    conn.execute("CREATE INDEX IF NOT EXISTS calls_by_seen ON calls (stale_since, seen_at)")
+    conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+
+def _os_reason(exc: OSError) -> str:
+    return "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "unavailable"
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode the path names now (None when nothing is there)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
 def iso(epoch: float) -> str:
     """An epoch time in the ISO format the calls' times are kept in (UTC, milliseconds, Z): comparable as text."""
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _translate(exc: sqlite3.Error, path: Path) -> StoreError:
-    # Locked or busy past the timeout, disk full, file unreadable: the sender should retry later.
-    if isinstance(exc, sqlite3.OperationalError):
-        return StoreUnavailable(f"the SQLite store {path} is unavailable: {exc}")
-    return StoreError(f"the SQLite store {path} failed: {exc}")
+# SQLite's primary result codes (https://www.sqlite.org/rescode.html) of the faults a retry may outlive.
+_BUSY, _LOCKED, _FULL, _CANTOPEN, _CORRUPT, _NOTADB = 5, 6, 13, 14, 11, 26
+_REASONS = {_BUSY: "busy", _LOCKED: "busy", _FULL: "disk_full", _CANTOPEN: "unavailable"}
+
+
+def _error_code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return int(code) & 0xFF
+    text = str(exc)
+    if "malformed" in text:
+        return _CORRUPT
+    if "not a database" in text:
+        return _NOTADB
+    if "locked" in text:
+        return _BUSY
+    if "full" in text:
+        return _FULL
+    return None
