@@ -105,13 +105,15 @@ def test_a_store_replaced_under_the_receiver_answers_503_once_then_uses_the_repl
     tmp_path: Path, store_url: str, store_path: Path
 ) -> None:
     client = _app(store_url).test_client()
-    assert _post(client, first := new_id()).status_code == 202
+    first = new_id()
+    assert _post(client, first).status_code == 202
     backup = tmp_path / "backup.sqlite3"
     with sqlite3.connect(store_path) as source, sqlite3.connect(backup) as target:
         source.backup(target)
     assert _post(client, new_id()).status_code == 202  # not in the backup
     os.replace(backup, store_path)  # the operator restores the backup while the receiver runs
-    refused = _post(client, second := new_id())
+    second = new_id()
+    refused = _post(client, second)
     assert refused.status_code == 503
     assert refused.headers["Retry-After"] == "5"
     assert refused.get_json()["details"] == {"reason": "replaced"}
@@ -171,6 +173,6 @@ def test_a_corrupt_store_boots_answers_503_and_fails_readiness_until_restored(
         path.unlink(missing_ok=True)
     # The connection a readable header let it open notices the new file once; an unreadable one opened none.
     if damage == "pages":
-        assert _post(client, call_id := new_id()).get_json()["details"] == {"reason": "replaced"}
-    assert _post(client, call_id := new_id()).status_code == 202
+        assert _post(client, new_id()).get_json()["details"] == {"reason": "replaced"}
+    assert _post(client, new_id()).status_code == 202
     assert client.get("/readyz").status_code == 200

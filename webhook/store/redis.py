@@ -67,6 +67,7 @@ def _eviction_message(url: str, policy: str) -> str:
         "WEBHOOK_REDIS_ALLOW_EVICTION=1 to accept the loss"
     )
 
+
 # Lease an outbox row to a new owner only if nobody claimed it since we looked (compare and set).
 _CLAIM = """
 if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return false end
