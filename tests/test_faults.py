@@ -1,0 +1,164 @@
+"""Faults reproduced for real against a real gunicorn: a worker restarted while the store is locked or its disk
+is full boots, answers 503 with Retry-After, and recovers by itself; the server never goes down."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from webhook.builders import envelope, incoming_call, new_id
+
+from .support import Gunicorn
+
+pytestmark = pytest.mark.slow
+
+
+def workers_of(master: int) -> set[int]:
+    """The pids of the master's children (gunicorn's workers), read from /proc."""
+    children = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+                children.add(int(entry.name))
+    return children
+
+
+def post(url: str, call_id: str) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(
+        url + "/api/calls",
+        data=json.dumps(envelope(incoming_call(call_id))).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def get_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+def restart_a_worker(server: Gunicorn) -> int:
+    """SIGKILL one worker and wait for gunicorn to boot its replacement; return the new worker's pid."""
+    before = workers_of(server.process.pid)
+    victim = min(before)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = workers_of(server.process.pid)
+        new = now - before
+        if new and victim not in now:
+            return new.pop()
+        assert server.process.poll() is None, server.log.read_text()
+        time.sleep(0.05)
+    raise AssertionError(f"no new worker: {server.log.read_text()}")
+
+
+def serve(tmp_path: Path, store: Path) -> Gunicorn:
+    env = {
+        "WEBHOOK_AUTH": "disabled",
+        "WEBHOOK_STORE_URL": f"sqlite:///{store}",
+        "WEBHOOK_STORE_TIMEOUT_SECONDS": "0.3",
+        "WEBHOOK_JOURNAL_DIR": str(tmp_path / "journal"),
+        "WEBHOOK_ADMIN_TOKEN": "t",
+    }
+    server = Gunicorn("webhook:create_app()", workers=2, env=env, log=tmp_path / "gunicorn.log")
+    server.wait_ready("/healthz", {})
+    return server
+
+
+def test_a_worker_restarted_while_another_process_holds_the_write_lock_boots_and_recovers(tmp_path: Path) -> None:
+    store = tmp_path / "calls.sqlite3"
+    server = serve(tmp_path, store)
+    try:
+        assert post(server.url, new_id())[0] == 202
+        blocker = sqlite3.connect(store, isolation_level=None, timeout=10)
+        blocker.execute("BEGIN IMMEDIATE")  # a backup, a migration, a stuck process: held past the timeout
+        try:
+            restart_a_worker(server)
+            restart_a_worker(server)  # both workers are now ones booted under the lock
+            time.sleep(1)
+            assert server.process.poll() is None, "the gunicorn master shut down: " + server.log.read_text()
+            status, headers, body = post(server.url, new_id())
+            assert (status, headers.get("Retry-After")) == (503, "5")
+            assert json.loads(body)["details"] == {"reason": "busy"}
+            assert get_status(server.url + "/readyz") == 503
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        call_id = new_id()
+        assert post(server.url, call_id)[0] == 202  # recovered by itself
+        assert get_status(server.url + "/readyz") == 200
+    finally:
+        server.stop()
+    assert "Worker failed to boot" not in server.log.read_text()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 2 MiB tmpfs of the test's own (needs the right to mount, as root in CI's container)."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_a_worker_restarted_while_the_disk_is_full_boots_and_recovers_when_space_is_back(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    store = small_disk / "calls.sqlite3"
+    server = serve(tmp_path, store)
+    filler = small_disk / "filler"
+    try:
+        assert post(server.url, new_id())[0] == 202
+        with filler.open("wb") as file:  # fill the disk to the last block
+            try:
+                while True:
+                    file.write(b"\0" * 65536)
+                    file.flush()
+            except OSError:
+                pass
+        restart_a_worker(server)
+        restart_a_worker(server)
+        time.sleep(1)
+        assert server.process.poll() is None, "the gunicorn master shut down: " + server.log.read_text()
+        refused = [post(server.url, new_id()) for _ in range(40)]  # until the WAL's free space is used up
+        assert any(status == 503 for status, _, _ in refused)
+        assert {status for status, _, _ in refused} <= {202, 503}
+        for status, headers, body in refused:
+            if status == 503:
+                assert headers.get("Retry-After") == "5"
+                assert json.loads(body)["details"] == {"reason": "disk_full"}
+        assert get_status(server.url + "/readyz") == 503
+        filler.unlink()
+        assert post(server.url, new_id())[0] == 202
+        assert get_status(server.url + "/readyz") == 200
+    finally:
+        server.stop()
+    assert "Worker failed to boot" not in server.log.read_text()
