@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import signal
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -21,7 +23,7 @@ from webhook.builders import call_notification, envelope, incoming_call, new_id,
 from webhook.cli import main
 from webhook.http import EXTENSION
 from webhook.simulate import send_all
-from webhook.store import SQLiteStore
+from webhook.store import SQLiteStore, open_store
 
 from .conftest import ADMIN_TOKEN
 from .support import ROOT, Gunicorn, app_without_autoload
@@ -214,3 +216,57 @@ def test_graceful_shutdown_drains_deferred_handlers(tmp_path: Path) -> None:
     finally:
         server.stop()  # SIGTERM: a graceful shutdown
     assert marks.read_text() == f"greeted {call_id}\n"
+
+
+# A worker applies a notification whose handler never ends, and the machine's processes are all killed (a
+# container restart). In a PID namespace of its own each run starts at pid 1, as a container does, so the new
+# run's processes take the old ones' pids.
+_LEAVE_AN_EVENT = """
+import os, signal, sys, time
+from webhook.builders import envelope, incoming_call
+from webhook.delivery import process_owner
+from webhook.schemas import load_notifications
+from webhook.store import open_store
+store = open_store(sys.argv[1])
+(notification,) = load_notifications(envelope(incoming_call(sys.argv[2])))
+store.apply(notification, "2026-01-01T00:00:00.000Z", owner=process_owner(), lease_until=time.time() + 300)
+print(process_owner(), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+_RESTART_AND_SWEEP = """
+import subprocess, sys, time
+from webhook.delivery import Delivery
+from webhook.receiver import utc_now
+from webhook.store import open_store
+other = subprocess.Popen(["sleep", "30"])  # a new process that takes the dead worker's pid
+print(other.pid, Delivery(open_store(sys.argv[1]), clock=utc_now, lease_seconds=300).recover(), flush=True)
+other.kill()
+"""
+
+
+def test_events_of_workers_killed_by_a_restart_are_delivered_at_once_though_their_pids_live_again(
+    tmp_path: Path, store_url: str
+) -> None:
+    namespace = ["unshare", "--pid", "--fork", "--mount-proc"]
+    if subprocess.run([*namespace, "true"], capture_output=True).returncode != 0:
+        pytest.skip("cannot create a PID namespace here (unshare needs root or user namespaces)")
+    first = subprocess.run(
+        [*namespace, "sh", "-c", f'{sys.executable} -c "$0" "$1" "$2"; true', _LEAVE_AN_EVENT, store_url, new_id()],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    old_owner = first.stdout.strip()
+    assert old_owner.split(":")[1] == "2", first.stderr  # sh was pid 1, the worker pid 2
+    assert open_store(store_url).pending_events() == 1
+    second = subprocess.run(
+        [*namespace, sys.executable, "-c", _RESTART_AND_SWEEP, store_url],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
+    reused_pid, recovered = second.stdout.split()
+    assert reused_pid == "2"  # the old owner's pid is alive again, as another process
+    assert recovered == "1"  # delivered in the first sweep, not after the 300 s lease
+    assert open_store(store_url).pending_events() == 0
