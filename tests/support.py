@@ -79,8 +79,16 @@ class Gunicorn:
     """A real gunicorn master serving ``app`` on 127.0.0.1, started and stopped by the test."""
 
     def __init__(
-        self, app: str, *, workers: int, env: dict[str, str], log: Path, threads: int = 1, config: Path | None = None
+        self,
+        app: str,
+        *,
+        workers: int | None,
+        env: dict[str, str],
+        log: Path,
+        threads: int | None = 1,
+        config: Path | None = None,
     ) -> None:
+        """``workers`` and ``threads`` of None leave them to ``config`` (the shipped settings, say)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
@@ -90,10 +98,8 @@ class Gunicorn:
             "gunicorn",
             "--bind",
             f"127.0.0.1:{self.port}",
-            "--workers",
-            str(workers),
-            "--threads",
-            str(threads),
+            *(["--workers", str(workers)] if workers is not None else []),
+            *(["--threads", str(threads)] if threads is not None else []),
             "--chdir",
             str(ROOT),
             *(["--config", str(config)] if config is not None else []),

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -113,3 +114,39 @@ def test_serve_refuses_a_broken_plugin_before_starting_gunicorn(
     monkeypatch.setenv("WEBHOOK_PLUGINS", "no_such_bot_module")
     assert main(["serve"]) == 2
     assert "plugin 'no_such_bot_module'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_serve_starts_while_the_store_is_unreachable_and_never_prints_its_password(tmp_path: Path) -> None:
+    port, password = free_port(), "s3cret-Redis-pw"
+    env = {
+        **os.environ,
+        "WEBHOOK_AUTH": "disabled",
+        "WEBHOOK_STORE_URL": f"redis://:{password}@127.0.0.1:{free_port()}/0",  # nothing listens there
+        "WEBHOOK_STORE_TIMEOUT_SECONDS": "0.5",
+        "WEBHOOK_JOURNAL_DIR": str(tmp_path / "journal"),
+    }
+    command = [sys.executable, "-m", "webhook.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        status = None
+        for _ in range(100):
+            try:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{port}/api/calls",
+                    data=json.dumps(envelope(incoming_call(new_id()))).encode(),
+                    headers={"Content-Type": "application/json"},
+                    method="POST",
+                )
+                urllib.request.urlopen(request, timeout=5)
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                break
+            except OSError:
+                time.sleep(0.1)
+        assert status == 503  # the workers booted; the store answers once Redis does
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    assert f"store redis://:***@127.0.0.1:{env['WEBHOOK_STORE_URL'].rsplit(':', 1)[1]}" in output
+    assert password not in output

@@ -1,13 +1,16 @@
 """Faults reproduced for real against a real gunicorn: a worker restarted while the store is locked or its disk
-is full boots, answers 503 with Retry-After, and recovers by itself; the server never goes down."""
+is full boots, answers 503 with Retry-After, and recovers by itself; slow and lying clients do not keep Graph
+waiting."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +21,9 @@ import pytest
 
 from webhook.builders import envelope, incoming_call, new_id
 
-from .support import Gunicorn
+from .support import ROOT, Gunicorn
+
+SHIPPED = ROOT / "deploy" / "gunicorn.conf.py"
 
 pytestmark = pytest.mark.slow
 
@@ -162,3 +167,58 @@ def test_a_worker_restarted_while_the_disk_is_full_boots_and_recovers_when_space
     finally:
         server.stop()
     assert "Worker failed to boot" not in server.log.read_text()
+
+
+def _trickle(port: int, stop: threading.Event) -> None:
+    """A slowloris: a request's headers, one byte a second, never finished."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.sendall(b"POST /api/calls HTTP/1.1\r\nHost: x\r\n")
+        while not stop.wait(1.0):
+            try:
+                sock.sendall(b"X")
+            except OSError:
+                return
+
+
+def test_sixteen_slow_sockets_and_a_body_that_never_comes_do_not_keep_graph_waiting(tmp_path: Path) -> None:
+    env = {
+        "WEBHOOK_AUTH": "disabled",
+        "WEBHOOK_STORE_URL": f"sqlite:///{tmp_path / 'calls.sqlite3'}",
+        "WEBHOOK_JOURNAL_DIR": str(tmp_path / "journal"),
+        "WEBHOOK_BODY_TIMEOUT_SECONDS": "2",
+    }
+    # The shipped settings exactly, as the Procfile, the Dockerfile and the systemd unit run them.
+    server = Gunicorn(
+        "webhook:create_app()", workers=None, threads=None, env=env, log=tmp_path / "gunicorn.log", config=SHIPPED
+    )
+    server.wait_ready("/healthz", {})
+    stop = threading.Event()
+    tricklers = [threading.Thread(target=_trickle, args=(server.port, stop)) for _ in range(16)]
+    liar = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        for thread in tricklers:
+            thread.start()
+        liar.sendall(
+            b"POST /api/calls HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5000\r\n\r\n"
+            + b'{"value": ['
+        )
+        time.sleep(1.5)  # every slow socket is in the middle of its request now
+        for _ in range(5):
+            started = time.monotonic()
+            status, _, _ = post(server.url, new_id())
+            assert status == 202
+            assert time.monotonic() - started < 1.0
+        liar.settimeout(10)
+        answer = b""
+        while b"}" not in answer:  # the body stalled longer than WEBHOOK_BODY_TIMEOUT_SECONDS: 408, then JSON
+            chunk = liar.recv(4096)
+            assert chunk, answer
+            answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408 "), answer
+        assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"] == "request_timeout"
+    finally:
+        stop.set()
+        liar.close()
+        for thread in tricklers:
+            thread.join()
+        server.stop()

@@ -61,6 +61,13 @@ class PayloadTooLarge(RequestError):
     code = "payload_too_large"
 
 
+class RequestTimeout(RequestError):
+    """The body stopped arriving: the client announced more than it sent."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class AuthError(RequestError):
     """The caller did not prove it is Microsoft Graph calling this bot."""
 

@@ -3,9 +3,15 @@
 file, not as ``webhook.gunicorn_conf``: the master process must not import the app (nor create its metrics).
 
 Environment: PORT (default 8000), WEB_CONCURRENCY (workers; default 2 x CPUs + 1, at most 8),
-GUNICORN_THREADS (threads per worker, default 1), WEBHOOK_STORE_TIMEOUT_SECONDS (read here to size the
+GUNICORN_THREADS (threads per worker, default 32), WEBHOOK_STORE_TIMEOUT_SECONDS (read here to size the
 worker timeout), PROMETHEUS_MULTIPROC_DIR (where workers keep their metrics; a fresh temporary folder when
 unset).
+
+Threaded workers (gthread), because a sync worker is held by one slow client for the whole ``timeout``: eight
+sockets trickling their headers a byte a second kept Graph's callbacks waiting 30 s. A thread is held instead,
+and gunicorn's main loop keeps accepting; each worker survives ``threads - 1`` such sockets. Request bodies that
+stall are cut by WEBHOOK_BODY_TIMEOUT_SECONDS (see http.py). Behind a buffering proxy (nginx, as in
+deploy/) no slow client ever reaches gunicorn.
 """
 
 import multiprocessing
@@ -16,7 +22,8 @@ from typing import Any
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", min(2 * multiprocessing.cpu_count() + 1, 8)))
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "32"))
 
 # A worker is never killed mid-request before the store has given up on a busy write (each notification of a
 # batch may wait that long), nor before Graph does: sized from the store's timeout, at least 30 s.
@@ -25,12 +32,9 @@ timeout = max(30, int(_store_timeout * 4) + 10)
 graceful_timeout = 30  # deferred handlers drain within this on SIGTERM (worker_exit below)
 keepalive = 5
 
-# One access line per request, with Graph's correlation headers (what Microsoft support asks for).
-accesslog = "-"
-access_log_format = (
-    '%(h)s "%(r)s" %(s)s %(b)s %(M)sms scenario=%({scenario-id}i)s client-request=%({client-request-id}i)s '
-    "chain=%({x-microsoft-skype-chain-id}i)s message=%({x-microsoft-skype-message-id}i)s"
-)
+# No access log of gunicorn's own: the app writes one JSON line per request, with Graph's correlation headers
+# (what Microsoft support asks for) cut to a sane length, where gunicorn's would copy any header whole.
+accesslog = None
 
 # Prometheus multiprocess mode: each worker writes its counters to this folder, /metrics adds them up.
 _created_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
@@ -39,7 +43,6 @@ if _created_metrics_dir:
 
 
 __all__ = [
-    "access_log_format",
     "accesslog",
     "bind",
     "child_exit",
@@ -49,6 +52,7 @@ __all__ = [
     "on_starting",
     "threads",
     "timeout",
+    "worker_class",
     "worker_exit",
     "workers",
 ]

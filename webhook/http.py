@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from . import metrics
 from .auth import Verifier
@@ -27,6 +27,7 @@ from .errors import (
     NotFound,
     PayloadTooLarge,
     RequestError,
+    RequestTimeout,
     StoreError,
     StoreUnavailable,
     UnsupportedMediaType,
@@ -83,7 +84,7 @@ def receive_notifications() -> tuple[str, int]:
         )
     # A chunked body has no Content-Length: Werkzeug stops reading at MAX_CONTENT_LENGTH (limit + 1, set by
     # create_app) without complaint, so one byte over the limit is how an oversized stream shows itself.
-    raw = request.get_data(cache=False)
+    raw = _read_body(state.settings.body_timeout_seconds)
     g.webhook_body = raw  # for the journal of rejected requests
     if len(raw) > limit:
         raise _too_large(limit)
@@ -94,6 +95,24 @@ def receive_notifications() -> tuple[str, int]:
     if state.journal is not None and state.settings.journal == "on":
         _journal(state.journal, "journal", {"receivedAt": received_at, "tenant": claims.tenant_id, "body": _text(raw)})
     return "", 202
+
+
+def _read_body(timeout: float) -> bytes:
+    """The body, read within ``timeout`` seconds of silence from the client.
+
+    Under gunicorn the socket is blocking with no timeout: a client that announces a longer body than it sends
+    would hold a thread (a whole sync worker) until it hangs up. Other servers bring their own timeouts.
+    """
+    sock = request.environ.get("gunicorn.socket")
+    if sock is not None:
+        sock.settimeout(timeout)  # gunicorn makes the socket blocking again before its next request
+    try:
+        return request.get_data(cache=False)
+    except (OSError, ClientDisconnected) as exc:
+        raise RequestTimeout(
+            f"The body did not arrive: it stalled for {timeout:g} s (WEBHOOK_BODY_TIMEOUT_SECONDS) or the client "
+            "went away before sending all it announced in Content-Length.",
+        ) from exc
 
 
 def _text(raw: bytes) -> str:

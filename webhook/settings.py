@@ -101,8 +101,9 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
 def _store_url(name: str, value: Any) -> str:
     text = _text(name, value)
     if "://" not in text:
+        shown = f"...@{text.rpartition('@')[2]}" if "@" in text else text  # what precedes @ may be a password
         raise ConfigError(
-            f"{PREFIX}{name} must be a store URL such as sqlite:///PATH or sqlite:////ABSOLUTE/PATH; got {value!r}"
+            f"{PREFIX}{name} must be a store URL such as sqlite:///PATH or sqlite:////ABSOLUTE/PATH; got {shown!r}"
         )
     return text
 
@@ -212,6 +213,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ADMIN_TOKEN", _text, "", "Bearer token of the read API; without it the read API answers 403.", True),
     Setting("MAX_BODY_BYTES", _positive_int, 1024 * 1024, "Largest accepted body, in bytes (413 above)."),
     Setting(
+        "BODY_TIMEOUT_SECONDS",
+        _positive_float,
+        10.0,
+        "How long a request body may stall under gunicorn before the request is answered 408.",
+    ),
+    Setting(
         "STORE_TIMEOUT_SECONDS",
         _positive_float,
         5.0,
@@ -258,6 +265,7 @@ class Settings:
     log_level: str
     admin_token: str
     max_body_bytes: int
+    body_timeout_seconds: float
     store_timeout_seconds: float
 
     @classmethod
