@@ -1,8 +1,10 @@
 """The benchmark: comms-webhook against a bare Flask endpoint, under the same gunicorn, in one run.
 
-    python bench/run.py [--calls 200] [--workers 4] [--concurrency 16] [--repeat 3] [--redis URL] [--quick]
+    python bench/run.py [--calls 200] [--workers 4] [--threads 1] [--concurrency 16] [--repeat 3] [--redis URL]
+                        [--quick]
 
-Endpoints, each started in turn with the same gunicorn settings (workers, one thread each):
+Endpoints, each started in turn with the same gunicorn settings (workers, ``--threads`` each: 1 is gunicorn's
+sync worker, more its threaded gthread worker, which the shipped settings use with 32):
 
 - bare Flask: reads the body and answers 202, our physical limit;
 - comms-webhook, everything on, on SQLite: JWT verification against a local key (JWKS served here), the
@@ -57,7 +59,7 @@ def measure_endpoint(
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         env = {key: value.replace("{tmp}", folder) for key, value in env.items()}
-        server = Gunicorn(app, workers=args.workers, env=env, log=Path(folder) / "gunicorn.log")
+        server = Gunicorn(app, workers=args.workers, threads=args.threads, env=env, log=Path(folder) / "gunicorn.log")
         try:
             wait_until_up(
                 server, {"value": [{"changeType": "updated", "resourceUrl": "/communications/calls/warm"}]}, headers
@@ -144,6 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=1, help="threads per worker (1: sync workers)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")

@@ -11,8 +11,9 @@ import hmac
 import json
 import logging
 import re
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
@@ -61,6 +62,8 @@ class WebhookState:
     delivery: Delivery
     plugins: tuple[LoadedPlugin, ...]
     journal: Journal | None = None
+    #: Held while one request's notifications are processed (see receive_notifications).
+    processing: threading.Lock = field(default_factory=threading.Lock)
 
 
 def webhook_state() -> WebhookState:
@@ -88,12 +91,17 @@ def receive_notifications() -> tuple[str, int]:
     g.webhook_body = raw  # for the journal of rejected requests
     if len(raw) > limit:
         raise _too_large(limit)
-    body = decode_body(raw)
     g.webhook_tenant = claims.tenant_id
-    decisions = state.receiver.receive(body, claims, correlation_headers(request.headers))
-    g.webhook_calls = sorted({d.call.id for d in decisions if d.call is not None})
-    if state.journal is not None and state.settings.journal == "on":
-        _journal(state.journal, "journal", {"receivedAt": received_at, "tenant": claims.tenant_id, "body": _text(raw)})
+    # Threads of a worker wait for slow clients side by side, but process notifications one at a time, as a sync
+    # worker would: side by side they only contend for the GIL and the store's write lock (measured: a third
+    # less throughput with 32 threads per worker).
+    with state.processing:
+        body = decode_body(raw)
+        decisions = state.receiver.receive(body, claims, correlation_headers(request.headers))
+        g.webhook_calls = sorted({d.call.id for d in decisions if d.call is not None})
+        if state.journal is not None and state.settings.journal == "on":
+            record = {"receivedAt": received_at, "tenant": claims.tenant_id, "body": _text(raw)}
+            _journal(state.journal, "journal", record)
     return "", 202
 
 
