@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import gzip
 import json
 from pathlib import Path
 from typing import Any
@@ -303,3 +304,29 @@ def test_no_generated_body_yields_a_500(client: Any, body: Any) -> None:
 def test_no_generated_bytes_yield_a_500(client: Any, raw: bytes) -> None:
     response = client.post("/api/calls", data=raw, content_type="application/json")
     assert response.status_code in (202, 400)
+
+
+def test_the_202_is_empty_and_claims_no_content_type(client: Any) -> None:
+    response = post_json(client, {"value": [notification()]})
+    assert response.status_code == 202
+    assert response.data == b""
+    assert "Content-Type" not in response.headers
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_an_encoded_body_is_refused_with_415_saying_so(client: Any, recorder: Recorder, encoding: str) -> None:
+    body = gzip.compress(json.dumps({"value": [notification()]}).encode())
+    response = client.post(
+        "/api/calls", data=body, headers={"Content-Type": "application/json", "Content-Encoding": encoding}
+    )
+    assert response.status_code == 415
+    assert "not accepted" in response.get_json()["message"] and encoding in response.get_json()["message"]
+    assert recorder.sent == []
+
+
+def test_listing_by_an_unknown_state_names_the_states(client: Any, admin: dict[str, str]) -> None:
+    response = client.get("/api/calls?state=bogus", headers=admin)
+    assert response.status_code == 400
+    assert "'bogus'" in response.get_json()["message"] and "established" in response.get_json()["message"]
+    assert client.get("/api/calls?state=ESTABLISHED&active=on", headers=admin).status_code == 200
+    assert client.get("/api/calls?active=sometimes", headers=admin).status_code == 400

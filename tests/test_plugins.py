@@ -174,3 +174,31 @@ def test_a_broken_entry_point_plugin_stops_start_up(plugin_dir: Path, store_url:
     fake_distribution(plugin_dir, name, "broken_entry")
     with pytest.raises(ConfigError, match="plugin 'broken_entry' \\(entry point\\) could not be loaded"):
         create_app({"AUTH": "disabled", "STORE_URL": store_url})
+
+
+def test_a_handler_asking_for_what_its_signal_never_sends_is_refused_when_registered(
+    plugin_dir: Path, store_url: str
+) -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"takes 'caller'.*call_state_changed never sends; it sends sender, claims, "
+        r"call, previous, notification, end_reason",
+    ):
+
+        @on.call_state("established")
+        def greet(call: Any, caller: Any) -> None: ...
+
+    @on.tone(deferred=True)
+    def fine(tone: Any, sequence_id: Any, claims: Any, extra: Any = None, **rest: Any) -> None: ...
+
+    name = write_module(
+        plugin_dir,
+        """
+        from webhook import on
+        @on.operation
+        def done(call, result):
+            pass
+    """,
+    )
+    with pytest.raises(ConfigError, match=rf"plugin '{name}'.*takes 'result', which operation_completed never sends"):
+        app_without_autoload(store_url, PLUGINS=name)

@@ -59,9 +59,8 @@ def test_journal_then_replay_rebuilds_the_same_calls(
     journal, original, ids = recorded_run
     fresh = tmp_path / "fresh.sqlite3"
     monkeypatch.setenv("WEBHOOK_AUTH", "disabled")
-    monkeypatch.setenv("WEBHOOK_STORE_URL", f"sqlite:///{fresh}")
     monkeypatch.setenv("WEBHOOK_JOURNAL", "off")
-    assert main(["replay", str(journal), "--in-process"]) == 0
+    assert main(["replay", str(journal), "--in-process", "--store", f"sqlite:///{fresh}"]) == 0
     out = capsys.readouterr()
     printed = out.out.splitlines()
     assert len(printed) == sum(len(SCENARIOS[name](new_id()).bodies) for name in SCENARIOS) * 2
@@ -102,8 +101,7 @@ def test_payload_files_and_folders_in_name_order_and_a_bad_one_fails_the_run(
     bad.write_text(json.dumps({"value": []}))
     store_url = f"sqlite:///{tmp_path / 'replayed.sqlite3'}"
     monkeypatch.setenv("WEBHOOK_AUTH", "disabled")
-    monkeypatch.setenv("WEBHOOK_STORE_URL", store_url)
-    assert main(["replay", str(folder), str(bad), "--in-process"]) == 1
+    assert main(["replay", str(folder), str(bad), "--in-process", "--store", store_url]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in lines] == ["202"] * 5 + ["400"]
     assert lines[0].endswith(scenario.call_id)

@@ -4,60 +4,118 @@
 to each call.
 """
 
-from .app import create_app
-from .errors import (
-    AuthError,
-    ConfigError,
-    PayloadError,
-    RequestError,
-    StoreError,
-    StoreUnavailable,
-    WebhookError,
-)
-from .model import Call, Claims, Notification
-from .plugins import on
-from .receiver import Receiver
-from .signals import (
-    call_media_active,
-    call_stale,
-    call_state_changed,
-    call_updated,
-    handler_failed,
-    notification_received,
-    operation_completed,
-    participants_joined,
-    participants_left,
-    participants_updated,
-    tone_received,
-)
-from .store import CallStore, SQLiteStore, open_store
+# The public names, each imported on first use (PEP 562): `import webhook.state`, `comms-webhook --help` and the
+# gunicorn master must not pay for Flask, PyJWT and prometheus-client, nor create the app's metrics.
+from typing import TYPE_CHECKING, Any
 
-__all__ = [
-    "AuthError",
-    "Call",
-    "CallStore",
-    "Claims",
-    "ConfigError",
-    "Notification",
-    "PayloadError",
-    "Receiver",
-    "RequestError",
-    "SQLiteStore",
-    "StoreError",
-    "StoreUnavailable",
-    "WebhookError",
-    "call_media_active",
-    "call_stale",
-    "call_state_changed",
-    "call_updated",
-    "create_app",
-    "handler_failed",
-    "notification_received",
-    "on",
-    "open_store",
-    "operation_completed",
-    "participants_joined",
-    "participants_left",
-    "participants_updated",
-    "tone_received",
-]
+_EXPORTS = {
+    "AuthError": "errors",
+    "Call": "model",
+    "CallStore": "store",
+    "Claims": "model",
+    "ConfigError": "errors",
+    "Notification": "model",
+    "PayloadError": "errors",
+    "Receiver": "receiver",
+    "RequestError": "errors",
+    "SQLiteStore": "store",
+    "StoreError": "errors",
+    "StoreUnavailable": "errors",
+    "WebhookError": "errors",
+    "call_media_active": "signals",
+    "call_stale": "signals",
+    "call_state_changed": "signals",
+    "call_updated": "signals",
+    "create_app": "app",
+    "handler_failed": "signals",
+    "notification_received": "signals",
+    "on": "plugins",
+    "open_store": "store",
+    "operation_completed": "signals",
+    "participants_joined": "signals",
+    "participants_left": "signals",
+    "participants_updated": "signals",
+    "tone_received": "signals",
+}
+
+if TYPE_CHECKING:
+    from .app import create_app as create_app
+    from .errors import (
+        AuthError as AuthError,
+    )
+    from .errors import (
+        ConfigError as ConfigError,
+    )
+    from .errors import (
+        PayloadError as PayloadError,
+    )
+    from .errors import (
+        RequestError as RequestError,
+    )
+    from .errors import (
+        StoreError as StoreError,
+    )
+    from .errors import (
+        StoreUnavailable as StoreUnavailable,
+    )
+    from .errors import (
+        WebhookError as WebhookError,
+    )
+    from .model import Call as Call
+    from .model import Claims as Claims
+    from .model import Notification as Notification
+    from .plugins import on as on
+    from .receiver import Receiver as Receiver
+    from .signals import (
+        call_media_active as call_media_active,
+    )
+    from .signals import (
+        call_stale as call_stale,
+    )
+    from .signals import (
+        call_state_changed as call_state_changed,
+    )
+    from .signals import (
+        call_updated as call_updated,
+    )
+    from .signals import (
+        handler_failed as handler_failed,
+    )
+    from .signals import (
+        notification_received as notification_received,
+    )
+    from .signals import (
+        operation_completed as operation_completed,
+    )
+    from .signals import (
+        participants_joined as participants_joined,
+    )
+    from .signals import (
+        participants_left as participants_left,
+    )
+    from .signals import (
+        participants_updated as participants_updated,
+    )
+    from .signals import (
+        tone_received as tone_received,
+    )
+    from .store import CallStore as CallStore
+    from .store import SQLiteStore as SQLiteStore
+    from .store import open_store as open_store
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'webhook' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -16,10 +16,16 @@ from .journal import Journal
 from .keys import KeyCache
 from .plugins import load_plugins
 from .receiver import Receiver, utc_now
-from .settings import PREFIX, Settings, unknown_environment_names
+from .settings import PREFIX, Settings, data_dir, unknown_environment_warnings
 from .store import open_store
 
 logger = logging.getLogger("webhook")
+
+
+def new_flask_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """The Flask app of the receiver, its instance folder the data folder (:func:`webhook.settings.data_dir`):
+    the store, the journal and what plugins keep in ``app.instance_path`` share one writable place."""
+    return Flask("webhook", instance_path=data_dir(config), instance_relative_config=True)
 
 
 def load_settings(config: Mapping[str, Any] | None = None, *, app: Flask | None = None) -> Settings:
@@ -28,7 +34,7 @@ def load_settings(config: Mapping[str, Any] | None = None, *, app: Flask | None 
     Given ``app``, its config is filled as a side effect (Flask's own settings may come from ``WEBHOOK_*``
     too); the default store lives in that app's instance folder.
     """
-    app = app if app is not None else Flask("webhook", instance_relative_config=True)
+    app = app if app is not None else new_flask_app(config)
     app.config.from_prefixed_env(PREFIX.rstrip("_"))
     if config:
         app.config.update(config)
@@ -54,7 +60,7 @@ def build_verifier(settings: Settings) -> Verifier | None:
     )
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = True) -> Flask:
     """Build the receiver app.
 
     Settings come from ``WEBHOOK_*`` environment variables, then from ``config`` (names without the prefix,
@@ -63,16 +69,21 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     yet (locked, disk full, unreachable) does not stop the app: it answers 503 with ``Retry-After`` and
     ``/readyz`` fails until the store can be used, so that a gunicorn worker restarted during a brief fault
     boots, and recovers by itself.
+
+    ``receiving=False`` builds the app to look at its store and plugins (what ``comms-webhook calls``,
+    ``failures`` and ``plugins`` do): no callback is received, so no App ID is demanded, nothing is said about
+    authentication, and no sweeper runs.
     """
-    app = Flask("webhook", instance_relative_config=True)
+    app = new_flask_app(config)
     settings = load_settings(config, app=app)
-    settings.check_auth()
+    if receiving:
+        settings.check_auth()
     logs.configure(settings.log_level, settings.log_format)
-    for name in unknown_environment_names():
-        logger.warning("%s is set but is not a comms-webhook setting (a typo?); it is ignored", name)
+    for warning in unknown_environment_warnings():
+        logger.warning("%s", warning)
     # One byte of slack lets the view tell a body of exactly the limit from a longer stream (see http.py).
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
-    if settings.auth == "disabled":
+    if receiving and settings.auth == "disabled":
         logger.warning(
             "WEBHOOK_AUTH=disabled: callbacks are NOT authenticated. Anyone who can reach this URL can inject "
             "call notifications. Use this for local trials only, never in production."
@@ -111,6 +122,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         # Trust exactly as many proxies as configured: more would let a client forge its address.
         hops = settings.proxy_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
-    # After the plugins: events recovered from stopped processes need their handlers connected.
-    delivery.start_sweeper()
+    if receiving:
+        # After the plugins: events recovered from stopped processes need their handlers connected.
+        delivery.start_sweeper()
     return app

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics
-from .errors import WebhookError
+from .errors import HandlerNotLoaded, WebhookError
 from .model import Failure
 from .outbox import decode_event, encode_event
 from .signals import SIGNALS, IsolatedSignal, receiver_name
@@ -322,13 +322,19 @@ class Delivery:
     # Failures
 
     def retry(self, failure: Failure) -> str:
-        """Run the failed handler again on its event; return "" on success or the new traceback."""
+        """Run the failed handler again on its event; return "" on success or the new traceback.
+
+        Raises :class:`~webhook.errors.HandlerNotLoaded`, counting no attempt, when no loaded plugin connected
+        that handler.
+        """
         event = decode_event(failure.event)
         signal = SIGNALS[failure.signal]
         receiver = next((r for r in signal.receivers_for(event.sender) if receiver_name(r) == failure.handler), None)
         if receiver is None:
-            error = f"handler {failure.handler} is not connected to {failure.signal}: is its plugin loaded?"
-        else:
-            error = self.run(signal, receiver, event, record=False)
+            raise HandlerNotLoaded(
+                f"handler {failure.handler} is not connected to {failure.signal}: load its plugin "
+                "(WEBHOOK_PLUGINS, or install it) and retry; no attempt was counted"
+            )
+        error = self.run(signal, receiver, event, record=False)
         self.store.update_failure(failure.id, resolved=not error, error=error or None, now=self.clock())
         return error

@@ -38,6 +38,12 @@ class ConfigError(WebhookError):
     code = "config_error"
 
 
+class HandlerNotLoaded(WebhookError):
+    """A handler failure cannot be retried here: no loaded plugin connected that handler."""
+
+    code = "handler_not_loaded"
+
+
 class RequestError(WebhookError):
     """The request itself is unacceptable (4xx): nothing was stored, journaled or signalled."""
 

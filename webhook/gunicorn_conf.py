@@ -4,8 +4,8 @@ file, not as ``webhook.gunicorn_conf``: the master process must not import the a
 
 Environment: PORT (default 8000), WEB_CONCURRENCY (workers; default 2 x CPUs + 1, at most 8),
 GUNICORN_THREADS (threads per worker, default 32), WEBHOOK_STORE_TIMEOUT_SECONDS (read here to size the
-worker timeout), PROMETHEUS_MULTIPROC_DIR (where workers keep their metrics; a fresh temporary folder when
-unset).
+worker timeout), WEBHOOK_DATA_DIR (the data folder, default ./instance), PROMETHEUS_MULTIPROC_DIR (where
+workers keep their metrics; default <data folder>/metrics).
 
 Threaded workers (gthread), because a sync worker is held by one slow client for the whole ``timeout``: eight
 sockets trickling their headers a byte a second kept Graph's callbacks waiting 30 s. A thread is held instead,
@@ -17,7 +17,6 @@ deploy/) no slow client ever reaches gunicorn.
 import multiprocessing
 import os
 import shutil
-import tempfile
 from typing import Any
 
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
@@ -36,10 +35,15 @@ keepalive = 5
 # (what Microsoft support asks for) cut to a sane length, where gunicorn's would copy any header whole.
 accesslog = None
 
+# Everything the receiver writes lives in one data folder (webhook.settings.data_dir, computed the same way here:
+# importing webhook would import the app into the master). Made absolute once, for every worker.
+_data_dir = os.path.abspath(os.environ.get("WEBHOOK_DATA_DIR", "").strip() or "instance")
+os.environ["WEBHOOK_DATA_DIR"] = _data_dir
+
 # Prometheus multiprocess mode: each worker writes its counters to this folder, /metrics adds them up.
-_created_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
-if _created_metrics_dir:
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="comms-webhook-metrics-")
+_own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.path.join(_data_dir, "metrics")
 
 
 __all__ = [
@@ -59,10 +63,19 @@ __all__ = [
 
 
 def on_starting(server: Any) -> None:
-    """A fresh metrics folder per server start: counts of workers from an earlier run must not linger."""
+    """A fresh metrics folder per server start: counts of workers from an earlier run must not linger. Only the
+    metrics files are removed, never a folder the user named."""
     folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
-    shutil.rmtree(folder, ignore_errors=True)
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        for name in os.listdir(folder):
+            if name.endswith(".db"):
+                os.remove(os.path.join(folder, name))
+    except OSError as exc:
+        raise SystemExit(
+            f"comms-webhook: cannot write the metrics folder {folder}: {exc}. Set WEBHOOK_DATA_DIR (or "
+            "PROMETHEUS_MULTIPROC_DIR) to a folder this user can write."
+        ) from exc
 
 
 def child_exit(server: Any, worker: Any) -> None:
@@ -80,5 +93,5 @@ def worker_exit(server: Any, worker: Any) -> None:
 
 
 def on_exit(server: Any) -> None:
-    if _created_metrics_dir:
+    if _own_metrics_dir:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

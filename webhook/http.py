@@ -39,7 +39,7 @@ from .model import CALL_STATES, Claims, canonical_enum
 from .plugins import LoadedPlugin
 from .receiver import Receiver, decode_body, utc_now
 from .resources import canonical_id
-from .settings import Settings
+from .settings import Settings, switch_value
 from .store.base import CallStore
 
 logger = logging.getLogger("webhook.http")
@@ -72,8 +72,9 @@ def webhook_state() -> WebhookState:
 
 
 @bp.post("/api/calls")
-def receive_notifications() -> tuple[str, int]:
-    """Graph's callback: 202 with an empty body once every notification is stored and signalled."""
+def receive_notifications() -> Response:
+    """Graph's callback: 202 with an empty body (and no content type) once every notification is stored and
+    signalled."""
     received_at = utc_now()
     state = webhook_state()
     limit = state.settings.max_body_bytes
@@ -84,6 +85,12 @@ def receive_notifications() -> tuple[str, int]:
         raise UnsupportedMediaType(
             f"Content-Type must be application/json, not {request.mimetype or 'missing'}.",
             details={"contentType": request.content_type},
+        )
+    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding} is not accepted: send the JSON body unencoded (Graph does).",
+            details={"contentEncoding": encoding},
         )
     # A chunked body has no Content-Length: Werkzeug stops reading at MAX_CONTENT_LENGTH (limit + 1, set by
     # create_app) without complaint, so one byte over the limit is how an oversized stream shows itself.
@@ -102,7 +109,9 @@ def receive_notifications() -> tuple[str, int]:
         if state.journal is not None and state.settings.journal == "on":
             record = {"receivedAt": received_at, "tenant": claims.tenant_id, "body": _text(raw)}
             _journal(state.journal, "journal", record)
-    return "", 202
+    accepted = Response(status=202)
+    del accepted.headers["Content-Type"]  # nothing to type: Flask's default would say text/html
+    return accepted
 
 
 def _read_body(timeout: float) -> bytes:
@@ -177,11 +186,16 @@ def list_calls() -> Response:
     limit_text = request.args.get("limit", "100")
     if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
         raise RequestError(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}.", code="invalid_query")
-    active_text = request.args.get("active", "false").lower()
-    if active_text not in ("true", "false", "1", "0"):
-        raise RequestError("active must be true or false.", code="invalid_query")
+    active_text = request.args.get("active", "false")
+    active = switch_value(active_text) if active_text else None
+    if active is None:
+        raise RequestError(
+            f"active must be true or false (also on/off, 1/0); got {active_text!r}.", code="invalid_query"
+        )
+    if wanted and canonical_enum(wanted, CALL_STATES) not in CALL_STATES:
+        raise RequestError(f"state must be one of {', '.join(CALL_STATES)}; got {wanted!r}.", code="invalid_query")
     calls = state.store.list_calls(
-        canonical_enum(wanted, CALL_STATES) if wanted else None, int(limit_text), active=active_text in ("true", "1")
+        canonical_enum(wanted, CALL_STATES) if wanted else None, int(limit_text), active=active
     )
     return jsonify({"calls": [call.to_dict() for call in calls], "count": len(calls)})
 

@@ -76,6 +76,20 @@ class Handler:
         parameters = inspect.signature(self.func).parameters.values()
         if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
             self._names = frozenset(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+        self._check_parameters(parameters)
+
+    def _check_parameters(self, parameters: Iterable[inspect.Parameter]) -> None:
+        """Refuse, now, a handler that would fail on every call: it requires an argument the signal never sends."""
+        offered = ("sender", "claims", *self.signal.arguments)
+        for parameter in parameters:
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            required = parameter.default is inspect.Parameter.empty
+            if parameter.kind is parameter.POSITIONAL_ONLY or (required and parameter.name not in offered):
+                raise TypeError(
+                    f"handler {self.handler_name} takes {parameter.name!r}, which {self.signal.name} never sends; "
+                    f"it sends {', '.join(offered)} (by keyword: take any of them, or **kwargs)"
+                )
 
     def __call__(self, sender: Any, **kwargs: Any) -> Any:
         notification = kwargs.get("notification")

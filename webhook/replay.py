@@ -42,8 +42,11 @@ class Item:
 
 @dataclass(frozen=True)
 class Result:
+    """What the target answered to one item: an HTTP status, or 0 and why it could not be reached."""
+
     item: Item
     status: int
+    error: str = ""
 
     @property
     def ok(self) -> bool:
@@ -123,8 +126,14 @@ def only_call(items: Iterable[Item], call_id: str) -> list[Item]:
     return kept
 
 
+class Unreachable(Exception):
+    """A target could not be reached at all; the message says why."""
+
+
 class Target(Protocol):
-    def post(self, body: str, headers: dict[str, str]) -> int: ...
+    def post(self, body: str, headers: dict[str, str]) -> int:
+        """POST the body; return the HTTP status, or raise :class:`Unreachable`."""
+        ...
 
 
 class HttpTarget:
@@ -141,8 +150,9 @@ class HttpTarget:
                 return int(response.status)
         except urllib.error.HTTPError as exc:
             return int(exc.code)
-        except OSError:
-            return 0
+        except OSError as exc:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            raise Unreachable(f"cannot reach {self.url}: {reason}") from exc
 
 
 class AppTarget:
@@ -189,7 +199,10 @@ def replay(
         headers = {"Content-Type": "application/json", **item.headers}
         if token is not None:
             headers["Authorization"] = f"Bearer {token()}"
-        result = Result(item, target.post(item.body, headers))
+        try:
+            result = Result(item, target.post(item.body, headers))
+        except Unreachable as exc:
+            result = Result(item, 0, str(exc))
         results.append(result)
         if report is not None:
             report(result)

@@ -7,6 +7,7 @@ start-up with a :class:`~webhook.errors.ConfigError` that names the variable and
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -66,13 +67,26 @@ def _non_negative_float(name: str, value: Any) -> float:
     return number
 
 
-def _flag(name: str, value: Any) -> bool:
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
+
+
+def switch_value(value: Any) -> bool | None:
+    """A switch spelled any of on/off, true/false, yes/no, 1/0 (any case); None when it is none of them."""
     text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ConfigError(f"{PREFIX}{name} must be 1 or 0 (true or false), got {value!r}")
+    return True if text in _ON else False if text in _OFF else None
+
+
+def _flag(name: str, value: Any) -> bool:
+    """A switch, spelled as :func:`switch_value` reads."""
+    on = switch_value(value)
+    if on is not None:
+        return on
+    raise ConfigError(f"{PREFIX}{name} must be on or off (also true/false, yes/no, 1/0), got {value!r}")
+
+
+def _switch(name: str, value: Any) -> str:
+    """A switch kept as "on" or "off", spelled as :func:`_flag` accepts."""
+    return "on" if _flag(name, value) else "off"
 
 
 def _names(name: str, value: Any) -> tuple[str, ...]:
@@ -119,10 +133,17 @@ class Setting:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting(
+        "DATA_DIR",
+        _text,
+        "",
+        "The folder of everything the receiver writes (store, journal, metrics of the workers) and the app's "
+        "instance folder. Default: ./instance of the directory the receiver is started from.",
+    ),
+    Setting(
         "STORE_URL",
         _store_url,
         None,
-        f"Where calls are kept. Default: sqlite:///<instance folder>/{DEFAULT_DATABASE}.",
+        f"Where calls are kept. Default: sqlite:///<data folder>/{DEFAULT_DATABASE}.",
     ),
     Setting(
         "AUTH",
@@ -173,12 +194,12 @@ SETTINGS: tuple[Setting, ...] = (
         False,
         "1: start even though Redis may evict keys (maxmemory-policy allkeys-*), which loses acknowledged calls.",
     ),
-    Setting("JOURNAL", _choice("on", "off"), "on", "on: append every accepted callback to the journal."),
-    Setting("JOURNAL_DIR", _text, "", "Folder of the journal files. Default: <instance folder>/journal."),
+    Setting("JOURNAL", _switch, "on", "on: append every accepted callback to the journal."),
+    Setting("JOURNAL_DIR", _text, "", "Folder of the journal files. Default: <data folder>/journal."),
     Setting("JOURNAL_MAX_BYTES", _positive_int, 64 * 1024 * 1024, "A journal file is rotated beyond this size."),
     Setting("JOURNAL_RETENTION_DAYS", _positive_int, 14, "Journal files older than this many days are deleted."),
     Setting("JOURNAL_FSYNC", _flag, False, "1: fsync each journal line before answering (survives power loss)."),
-    Setting("JOURNAL_REJECTED", _choice("on", "off"), "off", "on: also journal rejected requests, with the reason."),
+    Setting("JOURNAL_REJECTED", _switch, "off", "on: also journal rejected requests, with the reason."),
     Setting("PLUGINS", _names, (), "Plugins to load, in order: module or module:object, comma-separated."),
     Setting(
         "DISABLE_PLUGIN_AUTOLOAD",
@@ -232,6 +253,7 @@ _BY_NAME = {setting.name: setting for setting in SETTINGS}
 class Settings:
     """The validated settings of one app."""
 
+    data_dir: str
     store_url: str
     auth: str
     app_id: str
@@ -270,11 +292,13 @@ class Settings:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any], *, instance_path: str | os.PathLike[str]) -> Settings:
-        """Validate ``values`` (names without the prefix); missing names take their defaults."""
+        """Validate ``values`` (names without the prefix); missing names take their defaults, the store and the
+        journal in ``instance_path`` (the data folder: see :func:`data_dir`)."""
         parsed: dict[str, Any] = {}
         for setting in SETTINGS:
             raw = values.get(setting.name)
             parsed[setting.name.lower()] = setting.default if raw is None else setting.parse(setting.name, raw)
+        parsed["data_dir"] = str(instance_path)
         if parsed["store_url"] is None:
             parsed["store_url"] = f"sqlite:///{Path(instance_path) / DEFAULT_DATABASE}"
         if not parsed["journal_dir"]:
@@ -326,7 +350,25 @@ def masked_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
 
 
+def data_dir(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> str:
+    """The data folder, absolute: ``DATA_DIR`` of ``config``, else ``WEBHOOK_DATA_DIR``, else ``./instance`` of
+    the current directory (never inside the virtual environment, which is rebuilt at will)."""
+    environ = os.environ if environ is None else environ
+    configured = (config or {}).get("DATA_DIR") or environ.get(f"{PREFIX}DATA_DIR", "").strip()
+    return os.path.abspath(_text("DATA_DIR", configured) if configured else "instance")
+
+
 def unknown_environment_names(environ: Mapping[str, str] | None = None) -> list[str]:
     """``WEBHOOK_*`` variables that name no setting: most likely typos worth a warning."""
     environ = os.environ if environ is None else environ
     return sorted(key for key in environ if key.startswith(PREFIX) and key[len(PREFIX) :] not in _BY_NAME)
+
+
+def unknown_environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One sentence per unknown ``WEBHOOK_*`` variable, naming the setting it most likely meant."""
+    warnings = []
+    for name in unknown_environment_names(environ):
+        close = difflib.get_close_matches(name[len(PREFIX) :], list(_BY_NAME), n=1, cutoff=0.6)
+        hint = f"; did you mean {PREFIX}{close[0]}?" if close else " (a typo?)"
+        warnings.append(f"{name} is set but is not a comms-webhook setting, so it is ignored{hint}")
+    return warnings

@@ -24,7 +24,13 @@ F = t.TypeVar("F", bound=Callable[..., t.Any])
 
 
 class IsolatedSignal(NamedSignal):
-    """A named signal with strong references by default and per-receiver failure isolation."""
+    """A named signal with strong references by default and per-receiver failure isolation.
+
+    ``arguments`` names the keyword arguments it sends (some only with some senders: ``end_reason`` comes
+    with ``terminated``).
+    """
+
+    arguments: tuple[str, ...] = ()
 
     def connect(self, receiver: F, sender: t.Any = ANY, weak: bool = False) -> F:
         return super().connect(receiver, sender, weak)
@@ -96,9 +102,10 @@ class _Namespace(Namespace):
 namespace = _Namespace()
 
 
-def _signal(name: str, doc: str) -> IsolatedSignal:
+def _signal(name: str, doc: str, arguments: tuple[str, ...]) -> IsolatedSignal:
     signal = namespace.signal(name, doc)
     assert isinstance(signal, IsolatedSignal)
+    signal.arguments = arguments
     return signal
 
 
@@ -107,12 +114,14 @@ notification_received = _signal(
     """Every valid notification, before it changes any state (duplicates and stale ones included).
     Sender: the resource kind (``"call"``, ``"participants"``, ``"operation"``, ``"other"``).
     Keyword arguments: ``notification``.""",
+    ("notification",),
 )
 call_state_changed = _signal(
     "call_state_changed",
     """Once per applied transition. Sender: the new state as a string, so ``connect(fn, sender="terminated")``
     hears one state. Keyword arguments: ``call`` (after the change), ``previous`` (the state before, or None),
     ``notification``; for ``terminated`` also ``end_reason`` (Graph's end code in plain words).""",
+    ("call", "previous", "notification", "end_reason"),
 )
 call_updated = _signal(
     "call_updated",
@@ -120,27 +129,32 @@ call_updated = _signal(
     ``chatInfo``, ``meetingInfo``, fields no schema lists). Sender: the call id. Keyword arguments: ``call``,
     ``changes`` (``{field: {"old": ..., "new": ...}}`` for each top-level field that changed),
     ``notification``. A pure duplicate fires nothing.""",
+    ("call", "changes", "notification"),
 )
 call_media_active = _signal(
     "call_media_active",
     """Once per call, the first time it is ``established`` with ``mediaState.audio`` ``active``: the moment a
     bot can start playing prompts. Sender: the call id. Keyword arguments: ``call``, ``notification``.""",
+    ("call", "notification"),
 )
 participants_updated = _signal(
     "participants_updated",
     """A roster that changed the call's participants. Sender: the call id.
     Keyword arguments: ``call``, ``participants`` (the new roster), ``notification``.""",
+    ("call", "participants", "notification"),
 )
 participants_joined = _signal(
     "participants_joined",
     """Participants present in this roster and not in the previous one. Sender: the call id. Keyword arguments:
     ``call``, ``participants`` (each marked ``"isBot": true`` when its identity is an application),
     ``notification``.""",
+    ("call", "participants", "notification"),
 )
 participants_left = _signal(
     "participants_left",
     """Participants gone from this roster, or listed with ``removedState``. Sender: the call id. Keyword
     arguments: ``call``, ``participants`` (marked ``isBot`` likewise), ``notification``.""",
+    ("call", "participants", "notification"),
 )
 operation_completed = _signal(
     "operation_completed",
@@ -149,11 +163,13 @@ operation_completed = _signal(
     (id, type, status, completionReason, resultInfo, clientContext), ``status``, ``completion_reason``,
     ``result_info``, ``client_context``, ``succeeded`` (the truth: sendDtmfTones says ``completed`` when it was
     cancelled), ``notification``.""",
+    ("call", "operation", "status", "completion_reason", "result_info", "client_context", "succeeded", "notification"),
 )
 tone_received = _signal(
     "tone_received",
     """A DTMF tone, once per ``sequenceId``. Sender: the tone (``"tone1"``...). Keyword arguments: ``call``,
     ``tone``, ``sequence_id``, ``notification``.""",
+    ("call", "tone", "sequence_id", "notification"),
 )
 call_stale = _signal(
     "call_stale",
@@ -161,12 +177,14 @@ call_stale = _signal(
     (Graph requires a keepAlive every 15 to 45 minutes). Fires once per quiet spell, on one worker of one
     instance; the next notification clears the mark. Sender: the call id. Keyword arguments: ``call``,
     ``last_seen`` (when the last notification arrived).""",
+    ("call", "last_seen"),
 )
 handler_failed = _signal(
     "handler_failed",
     """A receiver raised. The other receivers still ran and the request still succeeded. Sender: the name of
     the signal whose receiver failed. Keyword arguments: ``handler`` (its name), ``receiver``, ``exception``,
     ``original_sender``, ``call``, ``kwargs``.""",
+    ("handler", "receiver", "exception", "original_sender", "call", "kwargs"),
 )
 
 #: Every signal comms-webhook sends, by name.
