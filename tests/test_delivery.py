@@ -270,3 +270,34 @@ def test_events_of_workers_killed_by_a_restart_are_delivered_at_once_though_thei
     assert reused_pid == "2"  # the old owner's pid is alive again, as another process
     assert recovered == "1"  # delivered in the first sweep, not after the 300 s lease
     assert open_store(store_url).pending_events() == 0
+
+
+def test_retrying_a_failure_whose_plugin_is_not_loaded_counts_nothing_and_says_what_to_do(
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    name = f"plugin_{uuid.uuid4().hex[:10]}"
+    (folder / f"{name}.py").write_text(
+        "from webhook import on\n@on.call_state('incoming')\ndef broken(call):\n    raise RuntimeError('broken')\n"
+    )
+    monkeypatch.syspath_prepend(str(folder))
+    app = create_app({"AUTH": "disabled", "STORE_URL": store_url, "PLUGINS": name, "DISABLE_PLUGIN_AUTOLOAD": "1"})
+    assert app.test_client().post("/api/calls", json=envelope(incoming_call(new_id()))).status_code == 202
+    store = app.extensions[EXTENSION].store
+    (failure,) = store.failures()
+    script = Path(sys.executable).with_name("comms-webhook")
+    env = {**os.environ, "WEBHOOK_STORE_URL": store_url, "WEBHOOK_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    without = subprocess.run(
+        [str(script), "failures", "--retry", str(failure.id)], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert without.returncode == 1
+    assert f"#{failure.id}: not retried: handler {name}.broken is not connected to call_state_changed" in without.stderr
+    assert "load its plugin" in without.stderr
+    assert store.failure(failure.id).attempts == 1  # nothing counted
+    store.update_failure(failure.id, resolved=True, error=None, now="2026-01-01T00:00:00.000Z")
+    resolved = subprocess.run(
+        [str(script), "failures", "--retry", str(failure.id)], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert resolved.returncode == 0
+    assert f"#{failure.id} {name}.broken: already resolved (attempts 2)" in resolved.stdout
