@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from .conftest import Recorder
-from .support import CAPTURED, NO_PAYLOADS, captured, docs_files, history_states, load_json
+from .support import captured, docs_files, history_states, load_json
 
 DOCS = docs_files()
-needs_payloads = pytest.mark.skipif(not DOCS, reason=NO_PAYLOADS)
+needs_payloads = pytest.mark.payloads
 
 
 def expected_call_id(url: str) -> str:
@@ -60,7 +60,7 @@ def test_all_docs_bodies_in_one_batch_are_accepted_and_each_notification_heard(
         read_call(expected_call_id(notification.get("resourceUrl") or notification["resource"]))
 
 
-needs_captured = pytest.mark.skipif(not CAPTURED.is_dir(), reason=NO_PAYLOADS)
+needs_captured = pytest.mark.payloads
 
 
 @needs_captured

@@ -20,9 +20,9 @@ from webhook.builders import envelope
 from webhook.simulate import send_all
 
 from .conftest import Recorder
-from .support import CAPTURED, DOCS, NO_PAYLOADS, Gunicorn, captured, load_json, replay_pure
+from .support import DOCS, Gunicorn, captured, load_json, replay_pure
 
-needs_captured = pytest.mark.skipif(not CAPTURED.is_dir() or not DOCS.is_dir(), reason=NO_PAYLOADS)
+needs_captured = pytest.mark.payloads
 P2P = "6f1f5c00-8c1b-47f1-be9d-660c501041a9"
 GROUP = "631f6000-766a-4c6f-9da3-8755ebe44d19"
 

@@ -37,7 +37,13 @@ def copy_of_repository(target: Path) -> Path:
 
 
 def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("WEBHOOK_", "VIRTUAL_ENV", "PYTHONPATH"))}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(
+            ("WEBHOOK_", "VIRTUAL_ENV", "PYTHONPATH", "COMMS_WEBHOOK_REQUIRE", "COMMS_WEBHOOK_PAYLOADS")
+        )
+    }
 
 
 def test_the_readme_has_exactly_two_commands_then_the_curls() -> None:
@@ -91,3 +97,5 @@ def test_the_test_command(tmp_path: Path) -> None:
     result = subprocess.run(["bash", "-c", tests], cwd=repo, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout
+    assert "skipped" not in result.stdout  # a fresh clone runs green, nothing skipped
+    assert "conformance tests deselected: the shared payloads are not at" in result.stdout

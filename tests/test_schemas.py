@@ -10,12 +10,12 @@ from webhook.builders import call_notification, envelope
 from webhook.errors import PayloadError
 from webhook.schemas import load_notifications
 
-from .support import NO_PAYLOADS, docs_files, load_json
+from .support import docs_files, load_json
 
 DOCS = docs_files()
 
 
-@pytest.mark.skipif(not DOCS, reason=NO_PAYLOADS)
+@pytest.mark.payloads
 @pytest.mark.parametrize("path", DOCS, ids=[p.stem for p in DOCS])
 def test_every_docs_body_is_valid(path: Path) -> None:
     body = load_json(path)
