@@ -40,6 +40,10 @@ accesslog = None
 _data_dir = os.path.abspath(os.environ.get("WEBHOOK_DATA_DIR", "").strip() or "instance")
 os.environ["WEBHOOK_DATA_DIR"] = _data_dir
 
+# gunicorn's control socket (gunicornc) in the data folder too: its default is under $HOME, which the systemd
+# unit hides (ProtectHome) and a container's user may not have.
+control_socket = os.path.join(_data_dir, "gunicorn.ctl")
+
 # Prometheus multiprocess mode: each worker writes its counters to this folder, /metrics adds them up.
 _own_metrics_dir = "PROMETHEUS_MULTIPROC_DIR" not in os.environ
 if _own_metrics_dir:
@@ -50,6 +54,7 @@ __all__ = [
     "accesslog",
     "bind",
     "child_exit",
+    "control_socket",
     "graceful_timeout",
     "keepalive",
     "on_exit",
