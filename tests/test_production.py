@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 
-from webhook import create_app
+from webhook import create_app, on
 from webhook.builders import call_notification, envelope, incoming_call, new_id
 from webhook.cli import main
 from webhook.http import EXTENSION
 from webhook.simulate import send_all
 from webhook.store import open_store
+from webhook.testing import LocalGraphKeys
 
 from .conftest import ADMIN_TOKEN
 from .support import ROOT, free_port
@@ -257,3 +258,31 @@ def test_check_config_masks_the_store_password_everywhere(
     assert "PROBLEM: store:" in out and ":***@127.0.0.1" in out
     for spelling in (password, "pa@ss", "pa%40ss", "w0rd"):
         assert spelling not in out
+
+
+def test_every_metric_the_grafana_dashboard_queries_is_exported(tmp_path: Path, store_url: str) -> None:
+    dashboard = json.loads((ROOT / "deploy" / "grafana-dashboard.json").read_text())
+    queried = {
+        name
+        for panel in dashboard["panels"]
+        for target in panel["targets"]
+        for name in re.findall(r"\bcomms_webhook_[a-z_]+", target["expr"])
+    }
+    assert len(dashboard["panels"]) >= 8 and len(queried) >= 12
+    # Traffic that makes every family show samples: calls, a handler that fails, refusals, a store outage.
+    with LocalGraphKeys() as keys:
+        app = create_app({"APP_ID": "bot", "OPENID_CONFIG_URL": keys.config_url, "STORE_URL": store_url})
+        client = app.test_client()
+        on.call_state("incoming")(_failing_handler)
+        good = {"Authorization": f"Bearer {keys.token(aud='bot', tid='t')}"}
+        assert client.post("/api/calls", json=envelope(incoming_call(new_id())), headers=good).status_code == 202
+        assert client.post("/api/calls", json={"value": []}, headers=good).status_code == 400
+        bad = {"Authorization": f"Bearer {keys.token(aud='someone-else', tid='t')}"}
+        assert client.post("/api/calls", json=envelope(incoming_call(new_id())), headers=bad).status_code == 401
+        exposition = client.get("/metrics").get_data(as_text=True)
+    exported = set(re.findall(r"^(comms_webhook_[a-z_]+)", exposition, flags=re.M))
+    assert queried <= exported, sorted(queried - exported)
+
+
+def _failing_handler(call: Any) -> None:
+    raise RuntimeError("for the dashboard test")
