@@ -50,3 +50,27 @@ def test_the_fixtures_come_from_the_installed_plugin_alone(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "4 passed" in result.stdout
+
+
+def test_a_deferred_handler_has_run_when_replay_waits(webhook_on, replay, notifications):
+    import threading
+
+    release, heard = threading.Event(), []
+
+    @webhook_on.call_state("incoming", deferred=True)
+    def slow(call):
+        release.wait(5)
+        heard.append(call.id)
+
+    call_id = notifications.new_id()
+    threading.Timer(0.2, release.set).start()
+    result = replay(notifications.incoming_call(call_id), wait=True)  # a bare notification: wrapped for us
+    assert result.statuses == [202]
+    assert heard == [call_id]
+
+
+def test_the_caller_and_the_callee_are_plain_fields(replay, notifications):
+    call = replay(notifications.scenario("answered_and_hung_up")).call()
+    assert call.caller is not None and call.caller.kind in ("user", "phone", "application")
+    assert call.caller.display_name
+    assert call.callee is not None and call.callee.kind == "application"

@@ -15,6 +15,7 @@ _EXPORTS = {
     "Claims": "model",
     "ConfigError": "errors",
     "Notification": "model",
+    "Party": "model",
     "PayloadError": "errors",
     "Receiver": "receiver",
     "RequestError": "errors",

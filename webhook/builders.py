@@ -59,8 +59,10 @@ def call_notification(
     return _notification(change_type, call_id, data)
 
 
-def incoming_call(call_id: str, *, caller: str = "Alice", caller_id: str | None = None) -> JSON:
-    """The ``created`` notification of an incoming peer-to-peer call."""
+def incoming_call(
+    call_id: str, *, caller: str = "Alice", caller_id: str | None = None, bot: str = "Contoso bot"
+) -> JSON:
+    """The ``created`` notification of an incoming peer-to-peer call from the user ``caller`` to the bot."""
     return call_notification(
         call_id,
         "incoming",
@@ -76,6 +78,15 @@ def incoming_call(call_id: str, *, caller: str = "Alice", caller_id: str | None 
             "region": "westus",
             "languageId": "en-US",
         },
+        targets=[
+            {
+                "@odata.type": GRAPH + "invitationParticipantInfo",
+                "identity": {
+                    "@odata.type": GRAPH + "identitySet",
+                    "application": {"@odata.type": GRAPH + "identity", "displayName": bot, "id": new_id()},
+                },
+            }
+        ],
         requestedModalities=["audio"],
     )
 

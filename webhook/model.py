@@ -81,6 +81,34 @@ class Notification:
         return replace(self, claims=claims)
 
 
+@dataclass(frozen=True)
+class Party:
+    """Who is on one end of a call, read from Graph's ``identitySet``: ``kind`` is the identity's key
+    (``user``, ``application``, ``phone``, ``guest``...), ``identity`` the whole set as Graph sent it."""
+
+    kind: str
+    id: str | None
+    display_name: str | None
+    identity: JSON
+
+    @classmethod
+    def from_info(cls, info: Any) -> Party | None:
+        """The party of a ``participantInfo`` / ``invitationParticipantInfo`` (None when it names nobody)."""
+        identity = info.get("identity") if isinstance(info, dict) else None
+        if not isinstance(identity, dict):
+            return None
+        for kind, value in identity.items():
+            if isinstance(value, dict) and not kind.startswith("@"):
+                display_name, party_id = value.get("displayName"), value.get("id")
+                return cls(
+                    kind,
+                    str(party_id) if party_id is not None else None,
+                    str(display_name) if display_name is not None else None,
+                    identity,
+                )
+        return None
+
+
 @dataclass
 class Call:
     """Everything we know about one call.
@@ -111,6 +139,23 @@ class Call:
     seen_at: str = ""
     created_at: str = ""
     updated_at: str = ""
+
+    @property
+    def caller(self) -> Party | None:
+        """Who placed the call (its ``source``), as far as Graph said."""
+        return Party.from_info(self.data.get("source"))
+
+    @property
+    def callees(self) -> tuple[Party, ...]:
+        """Whom the call was placed to (its ``targets``)."""
+        targets = self.data.get("targets")
+        found = (Party.from_info(target) for target in targets) if isinstance(targets, list) else ()
+        return tuple(party for party in found if party is not None)
+
+    @property
+    def callee(self) -> Party | None:
+        """The first of :attr:`callees`: for a call to the bot, the bot."""
+        return self.callees[0] if self.callees else None
 
     @property
     def direction(self) -> str | None:

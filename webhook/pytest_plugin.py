@@ -135,17 +135,22 @@ class Replayed:
 
 @pytest.fixture
 def replay(webhook_app: Flask, webhook_client: FlaskClient, graph_token: Callable[..., str]) -> Callable[..., Replayed]:
-    """``replay(*sources)``: post bodies (dicts), lists of bodies, files, folders or journal files through the
-    real endpoint, each signed with a fresh token; return the responses and the resulting calls."""
+    """``replay(*sources, wait=False)``: post bodies (dicts), single notifications (wrapped in an envelope),
+    lists of them, files, folders or journal files through the real endpoint, each signed with a fresh token;
+    return the responses and the resulting calls. ``wait=True`` returns once the deferred handlers have run."""
     from .http import EXTENSION
 
-    def run(*sources: Any) -> Replayed:
+    def as_item(body: Any) -> Item:
+        bare = isinstance(body, dict) and "value" not in body and ("resourceUrl" in body or "resource" in body)
+        return Item("body", json.dumps(builders.envelope(body) if bare else body))
+
+    def run(*sources: Any, wait: bool = False) -> Replayed:
         items: list[Item] = []
         for source in sources:
             if isinstance(source, dict):
-                items.append(Item("body", json.dumps(source)))
+                items.append(as_item(source))
             elif isinstance(source, (list, tuple)):
-                items.extend(Item("body", json.dumps(body)) for body in source)
+                items.extend(as_item(body) for body in source)
             else:
                 items.extend(collect([source]))
         result = Replayed([])
@@ -158,6 +163,8 @@ def replay(webhook_app: Flask, webhook_client: FlaskClient, graph_token: Callabl
             result.responses.append(response)
             for call_id in item.call_ids():
                 result.calls.setdefault(call_id, None)  # type: ignore[arg-type]
+        if wait:
+            webhook_app.extensions[EXTENSION].delivery.drain()  # every queued deferred handler has run
         for call_id in list(result.calls):
             stored = store.get(call_id)
             if stored is None:
