@@ -75,3 +75,19 @@ def test_secrets_are_masked(store_url: str) -> None:
     )
     assert settings.masked()["ADMIN_TOKEN"] == "***"
     assert "s3cret" not in repr(settings.masked())
+
+
+def test_a_typo_is_logged_at_start_up_with_the_setting_it_most_likely_meant(
+    monkeypatch: pytest.MonkeyPatch, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("WEBHOOK_APPID", "bot")
+    monkeypatch.setenv("WEBHOOK_NOTHING_LIKE_IT", "x")
+    with caplog.at_level(logging.WARNING, logger="webhook"):
+        create_app({"AUTH": "disabled", "STORE_URL": store_url})
+    assert (
+        "WEBHOOK_APPID is set but is not a comms-webhook setting, so it is ignored; did you mean WEBHOOK_APP_ID?"
+        in (caplog.text)
+    )
+    assert (
+        "WEBHOOK_NOTHING_LIKE_IT is set but is not a comms-webhook setting, so it is ignored (a typo?)" in caplog.text
+    )

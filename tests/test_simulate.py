@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from webhook.builders import envelope, incoming_call, new_id
 from webhook.cli import main
 from webhook.simulate import SCENARIOS, make_calls, plan, send_all
 from webhook.testing import LocalGraphKeys
@@ -112,3 +114,25 @@ def test_simulate_reports_calls_that_were_not_kept(tmp_path: Path, capsys: pytes
     assert code == 1
     assert "MISMATCH" in out
     assert Counter(line.split()[0] for line in out.splitlines() if line.startswith("MISMATCH")) == {"MISMATCH": 8}
+
+
+def test_in_process_trials_never_touch_the_real_store_nor_run_its_plugins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    real = tmp_path / "production.sqlite3"
+    (tmp_path / "production_plugin.py").write_text(
+        "from pathlib import Path\nPath(__file__).with_name('plugin-was-loaded').touch()\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("WEBHOOK_AUTH", "disabled")
+    monkeypatch.setenv("WEBHOOK_STORE_URL", f"sqlite:///{real}")
+    monkeypatch.setenv("WEBHOOK_PLUGINS", "production_plugin")
+    monkeypatch.setenv("WEBHOOK_DATA_DIR", str(tmp_path / "data"))
+    assert main(["simulate", "--in-process", "--calls", "4"]) == 0
+    journal = tmp_path / "journal.jsonl"
+    journal.write_text(json.dumps({"body": json.dumps(envelope(incoming_call(new_id())))}) + "\n")
+    assert main(["replay", str(journal), "--in-process"]) == 0
+    assert not real.exists()
+    assert not (tmp_path / "plugin-was-loaded").exists()
+    assert not (tmp_path / "data").exists()  # nor its journal
+    assert "4/4 calls as expected" in capsys.readouterr().out

@@ -20,6 +20,10 @@ from . import checks, serve, stored, tools
 @click.version_option(package_name="comms-webhook", prog_name="comms-webhook", message="%(prog)s %(version)s")
 def cli() -> None:
     """The callback URL of a Microsoft Graph calling bot. Settings: WEBHOOK_* variables (see check-config)."""
+    # As `flask` does: a plugin module beside the user (WEBHOOK_PLUGINS=mybot) is importable by every command.
+    # gunicorn's workers, started with `python -m`, have the current directory on their path already.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 for command in (

@@ -30,9 +30,6 @@ def serve(bind: str | None, workers: int | None) -> None:
 
     Plugins named in WEBHOOK_PLUGINS are imported from the current directory too, as `flask run` does.
     """
-    # As `flask run` does: a plugin module beside the user (WEBHOOK_PLUGINS=mybot) is importable. gunicorn's
-    # workers, started with `python -m`, have the current directory on their path already.
-    sys.path.insert(0, os.getcwd())
     from ..app import create_app, load_settings
     from ..http import EXTENSION
     from ..settings import data_dir
