@@ -186,3 +186,11 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as a user runs it."""
+    script = Path(sys.executable).with_name("comms-webhook")
+    return subprocess.run(
+        [str(script), *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60
+    )

@@ -19,7 +19,26 @@ from webhook.builders import call_ended, envelope, incoming_call, new_id
 from webhook.cli import main
 from webhook.testing import LocalGraphKeys
 
-from .support import ROOT, free_port
+from .support import ROOT, free_port, run_cli
+
+
+def post_once_up(port: int, call_id: str, tries: int = 100) -> int:
+    """POST an incoming call to a receiver that is starting; the status of the first answer (0: none came)."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/calls",
+        data=json.dumps(envelope(incoming_call(call_id))).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    for _ in range(tries):
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as exc:
+            return exc.code
+        except OSError:
+            time.sleep(0.1)
+    return 0
 
 
 @pytest.fixture
@@ -71,21 +90,7 @@ def test_serve_starts_gunicorn_on_sqlite(tmp_path: Path) -> None:
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     call_id = new_id()
     try:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{port}/api/calls",
-            data=json.dumps(envelope(incoming_call(call_id))).encode(),
-            headers={"Content-Type": "application/json"},
-            method="POST",
-        )
-        status = None
-        for _ in range(100):
-            try:
-                with urllib.request.urlopen(request, timeout=2) as response:
-                    status = response.status
-                break
-            except OSError:
-                time.sleep(0.1)
-        assert status == 202
+        assert post_once_up(port, call_id) == 202
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=30)[0].decode()
@@ -129,35 +134,12 @@ def test_serve_starts_while_the_store_is_unreachable_and_never_prints_its_passwo
     command = [sys.executable, "-m", "webhook.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
-        status = None
-        for _ in range(100):
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/api/calls",
-                    data=json.dumps(envelope(incoming_call(new_id()))).encode(),
-                    headers={"Content-Type": "application/json"},
-                    method="POST",
-                )
-                urllib.request.urlopen(request, timeout=5)
-            except urllib.error.HTTPError as exc:
-                status = exc.code
-                break
-            except OSError:
-                time.sleep(0.1)
-        assert status == 503  # the workers booted; the store answers once Redis does
+        assert post_once_up(port, new_id()) == 503  # the workers booted; the store answers once Redis does
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=30)[0].decode()
     assert f"store redis://:***@127.0.0.1:{env['WEBHOOK_STORE_URL'].rsplit(':', 1)[1]}" in output
     assert password not in output
-
-
-def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """The installed console script, as a user runs it."""
-    script = Path(sys.executable).with_name("comms-webhook")
-    return subprocess.run(
-        [str(script), *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60
-    )
 
 
 def test_help_and_version_need_neither_flask_nor_the_app() -> None:
@@ -288,21 +270,7 @@ def test_serve_from_the_bots_folder_with_port_web_concurrency_and_a_plugin_besid
     )
     call_id = new_id()
     try:
-        status = None
-        for _ in range(100):
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/api/calls",
-                    data=json.dumps(envelope(incoming_call(call_id))).encode(),
-                    headers={"Content-Type": "application/json"},
-                    method="POST",
-                )
-                with urllib.request.urlopen(request, timeout=5) as response:
-                    status = response.status
-                break
-            except OSError:
-                time.sleep(0.1)
-        assert status == 202
+        assert post_once_up(port, call_id) == 202
     finally:
         process.send_signal(signal.SIGTERM)
         output = process.communicate(timeout=30)[0].decode()

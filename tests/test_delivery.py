@@ -26,7 +26,7 @@ from webhook.simulate import send_all
 from webhook.store import SQLiteStore, open_store
 
 from .conftest import ADMIN_TOKEN
-from .support import ROOT, Gunicorn, app_without_autoload
+from .support import ROOT, Gunicorn, app_without_autoload, run_cli
 
 
 def test_a_raising_handler_beside_two_good_ones_is_recorded_and_retried_after_a_fix(
@@ -286,18 +286,13 @@ def test_retrying_a_failure_whose_plugin_is_not_loaded_counts_nothing_and_says_w
     assert app.test_client().post("/api/calls", json=envelope(incoming_call(new_id()))).status_code == 202
     store = app.extensions[EXTENSION].store
     (failure,) = store.failures()
-    script = Path(sys.executable).with_name("comms-webhook")
-    env = {**os.environ, "WEBHOOK_STORE_URL": store_url, "WEBHOOK_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    without = subprocess.run(
-        [str(script), "failures", "--retry", str(failure.id)], env=env, capture_output=True, text=True, cwd=tmp_path
-    )
+    env = {"WEBHOOK_STORE_URL": store_url, "WEBHOOK_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    without = run_cli("failures", "--retry", str(failure.id), cwd=tmp_path, env=env)
     assert without.returncode == 1
     assert f"#{failure.id}: not retried: handler {name}.broken is not connected to call_state_changed" in without.stderr
     assert "load its plugin" in without.stderr
     assert store.failure(failure.id).attempts == 1  # nothing counted
     store.update_failure(failure.id, resolved=True, error=None, now="2026-01-01T00:00:00.000Z")
-    resolved = subprocess.run(
-        [str(script), "failures", "--retry", str(failure.id)], env=env, capture_output=True, text=True, cwd=tmp_path
-    )
+    resolved = run_cli("failures", "--retry", str(failure.id), cwd=tmp_path, env=env)
     assert resolved.returncode == 0
     assert f"#{failure.id} {name}.broken: already resolved (attempts 2)" in resolved.stdout

@@ -7,6 +7,7 @@ calls into the real store, nor run the production plugins on them.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -34,30 +35,62 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float) -> float
     return value
 
 
-def _in_process_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for option in reversed(
-        (
-            click.option("--url", help="The receiver's callback URL, e.g. http://127.0.0.1:8000/api/calls."),
-            click.option("--in-process", is_flag=True, help="An app built here from the current settings."),
-            click.option("--store", "store_url", metavar="URL", help="--in-process: this store, not a throwaway one."),
-            click.option("--plugins", "with_plugins", is_flag=True, help="--in-process: load the configured plugins."),
-            click.option("--token-key", type=click.Path(exists=True, dir_okay=False), help="Sign with this RSA key."),
-            click.option("--app-id", help="The audience of the signed tokens (the bot's App ID)."),
-        )
-    ):
-        func = option(func)
-    return func
+def _target_options(tenant: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options saying where requests go (--url or --in-process, with --store, --plugins) and how they are
+    signed (--token-key, --app-id, --tenant), handed to the command as one :class:`Trial` named ``run``."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(command)
+        def with_target(
+            url: str | None,
+            in_process: bool,
+            store_url: str | None,
+            with_plugins: bool,
+            token_key: str | None,
+            app_id: str | None,
+            tenant: str,
+            **options: Any,
+        ) -> Any:
+            if bool(url) == in_process:
+                raise click.UsageError("give exactly one of --url URL and --in-process")
+            return command(run=Trial(url, store_url, with_plugins, token_key, app_id, tenant), **options)
+
+        for option in reversed(
+            (
+                click.option("--url", help="The receiver's callback URL, e.g. http://127.0.0.1:8000/api/calls."),
+                click.option("--in-process", is_flag=True, help="An app built here from the current settings."),
+                click.option("--store", "store_url", metavar="URL", help="--in-process: this store, not a throwaway."),
+                click.option("--plugins", "with_plugins", is_flag=True, help="--in-process: load configured plugins."),
+                click.option("--token-key", type=click.Path(exists=True, dir_okay=False), help="Sign with this key."),
+                click.option("--app-id", help="The audience of the signed tokens (the bot's App ID)."),
+                click.option("--tenant", default=tenant, show_default=True, help="The tenant of the signed tokens."),
+            )
+        ):
+            with_target = option(with_target)
+        return with_target
+
+    return decorate
 
 
-class InProcess:
-    """The signing key (``--token-key``) and the in-process app of a run; :meth:`close` removes what it made."""
+class Trial:
+    """Where a run's requests go (``url``, else an app built here) and how they are signed; :meth:`close`
+    removes what the run made."""
 
-    def __init__(self, token_key: str | None, app_id: str | None, tenant: str) -> None:
+    def __init__(
+        self,
+        url: str | None,
+        store_url: str | None,
+        with_plugins: bool,
+        token_key: str | None,
+        app_id: str | None,
+        tenant: str,
+    ) -> None:
         from ..testing import LocalGraphKeys
 
         self.keys: LocalGraphKeys | None = LocalGraphKeys.from_pem(token_key) if token_key else None
         if self.keys is not None and not app_id:
             raise click.UsageError("--token-key needs --app-id (the audience the receiver expects)")
+        self.url, self.store_url, self.with_plugins = url, store_url, with_plugins
         self.app_id, self.tenant = app_id, tenant
         self._folder: str | None = None
 
@@ -68,13 +101,15 @@ class InProcess:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token()}"} if self.keys is not None else {}
 
-    def app(self, store_url: str | None, with_plugins: bool) -> Flask:
+    def app(self) -> Flask:
+        """The in-process app: the current settings, on a throwaway store and data folder, no journal, no
+        plugins, unless --store / --plugins."""
         from ..app import create_app
 
         self._folder = tempfile.mkdtemp(prefix="comms-webhook-trial-")
         overrides: dict[str, object] = {"OUTBOX_SWEEP_SECONDS": 0, "DATA_DIR": self._folder, "JOURNAL": "off"}
-        overrides["STORE_URL"] = store_url or f"sqlite:///{os.path.join(self._folder, 'trial.sqlite3')}"
-        if not with_plugins:
+        overrides["STORE_URL"] = self.store_url or f"sqlite:///{os.path.join(self._folder, 'trial.sqlite3')}"
+        if not self.with_plugins:
             overrides.update(PLUGINS=[], DISABLE_PLUGIN_AUTOLOAD="1")
         if self.keys is not None:
             self.keys.start()
@@ -88,31 +123,13 @@ class InProcess:
             shutil.rmtree(self._folder, ignore_errors=True)
 
 
-def _where(url: str | None, in_process: bool) -> None:
-    if bool(url) == in_process:
-        raise click.UsageError("give exactly one of --url URL and --in-process")
-
-
 @click.command()
 @click.argument("paths", nargs=-1, required=True, metavar="PATH...")
-@_in_process_options
-@click.option("--tenant", default="replayed-tenant", show_default=True, help="The tenant id of the signed tokens.")
+@_target_options(tenant="replayed-tenant")
 @click.option("--filter", "only", metavar="CALL_ID", help="Only this call's notifications.")
 @click.option("--keep-timing", is_flag=True, help="Reproduce the original gaps between requests.")
 @click.option("--speed", type=float, default=1.0, callback=_positive, help="With --keep-timing: 2 is twice as fast.")
-def replay(
-    paths: tuple[str, ...],
-    url: str | None,
-    in_process: bool,
-    store_url: str | None,
-    with_plugins: bool,
-    token_key: str | None,
-    app_id: str | None,
-    tenant: str,
-    only: str | None,
-    keep_timing: bool,
-    speed: float,
-) -> int:
+def replay(run: Trial, paths: tuple[str, ...], only: str | None, keep_timing: bool, speed: float) -> int:
     """Post journal files, payload files or folders of them to a receiver, in order.
 
     A journal line that is not a record is skipped and named; the run then exits 1.
@@ -121,7 +138,6 @@ def replay(
     from ..replay import AppTarget, HttpTarget, Result, collect, only_call
     from ..replay import replay as post_all
 
-    _where(url, in_process)
     skipped: list[BadLine] = []
 
     def skip(bad: BadLine) -> None:
@@ -135,14 +151,13 @@ def replay(
         return 2
     if only:
         items = only_call(items, only)
-    run = InProcess(token_key, app_id, tenant)
 
     def report(result: Result) -> None:
         why = f"  ({result.error})" if result.error else ""
         click.echo(f"{result.status or 'ERR':>3}  {result.item.source}  {' '.join(result.item.call_ids())}{why}")
 
     try:
-        target = HttpTarget(url) if url else AppTarget(run.app(store_url, with_plugins))
+        target = HttpTarget(run.url) if run.url else AppTarget(run.app())
         token = run.token if run.keys is not None else None
         results = post_all(items, target, token=token, keep_timing=keep_timing, speed=speed, report=report)
     finally:
@@ -154,8 +169,7 @@ def replay(
 
 
 @click.command()
-@_in_process_options
-@click.option("--tenant", default="simulated-tenant", show_default=True, help="The tenant id of the signed tokens.")
+@_target_options(tenant="simulated-tenant")
 @click.option("--calls", "count", type=click.IntRange(min=1), default=50, show_default=True, help="How many calls.")
 @click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True, help="Client threads.")
 @click.option("--duplicates", type=float, default=0.0, callback=_probability, help="P(a request is sent twice).")
@@ -163,27 +177,13 @@ def replay(
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed, the same calls and faults.")
 @click.option("--admin-token", envvar="WEBHOOK_ADMIN_TOKEN", default="", help="--url: to read the calls back.")
 def simulate(
-    url: str | None,
-    in_process: bool,
-    store_url: str | None,
-    with_plugins: bool,
-    token_key: str | None,
-    app_id: str | None,
-    tenant: str,
-    count: int,
-    concurrency: int,
-    duplicates: float,
-    reorder: float,
-    seed: int,
-    admin_token: str,
+    run: Trial, count: int, concurrency: int, duplicates: float, reorder: float, seed: int, admin_token: str
 ) -> int:
     """Generate realistic calls, post them, and check every final state."""
     from ..simulate import make_calls, observe, plan, report, send_all
 
-    _where(url, in_process)
     scenarios = make_calls(count, seed=seed)
     bodies = plan(scenarios, duplicates=duplicates, reorder=reorder, seed=seed)
-    run = InProcess(token_key, app_id, tenant)
     headers = run.headers()
     click.echo(
         f"simulating {len(scenarios)} calls: {len(bodies)} requests, duplicates {duplicates}, "
@@ -191,11 +191,11 @@ def simulate(
         err=True,
     )
     try:
-        if url:
-            statuses = send_all(url, bodies, concurrency=concurrency, headers=headers, seed=seed)
-            read = _reader(url, admin_token)
+        if run.url:
+            statuses = send_all(run.url, bodies, concurrency=concurrency, headers=headers, seed=seed)
+            read = _reader(run.url, admin_token)
         else:
-            app = run.app(store_url, with_plugins)
+            app = run.app()
             client = app.test_client()
             statuses = [client.post("/api/calls", json=body, headers=headers).status_code for body in bodies]
             read = _store_reader(app)
