@@ -91,3 +91,23 @@ def test_a_typo_is_logged_at_start_up_with_the_setting_it_most_likely_meant(
     assert (
         "WEBHOOK_NOTHING_LIKE_IT is set but is not a comms-webhook setting, so it is ignored (a typo?)" in caplog.text
     )
+
+
+def test_the_package_exports_lazily_exactly_what_it_declares() -> None:
+    import re
+    import subprocess
+    import sys
+
+    import webhook
+
+    source = Path(webhook.__file__).read_text()
+    typed = set(re.findall(r"(\w+) as \1\b", source.split("if TYPE_CHECKING:", 1)[1].split("__all__", 1)[0]))
+    assert typed == set(webhook.__all__)  # what type checkers see is what runs
+    for name in webhook.__all__:
+        assert getattr(webhook, name) is not None
+    probe = (
+        "import sys, webhook.state, webhook.model\n"
+        "print(sorted(m for m in ('flask', 'jwt', 'prometheus_client') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"  # the pure core imports nothing of the web layer

@@ -43,66 +43,30 @@ if TYPE_CHECKING:
     from .app import create_app as create_app
     from .errors import (
         AuthError as AuthError,
-    )
-    from .errors import (
         ConfigError as ConfigError,
-    )
-    from .errors import (
         PayloadError as PayloadError,
-    )
-    from .errors import (
         RequestError as RequestError,
-    )
-    from .errors import (
         StoreError as StoreError,
-    )
-    from .errors import (
         StoreUnavailable as StoreUnavailable,
-    )
-    from .errors import (
         WebhookError as WebhookError,
     )
-    from .model import Call as Call
-    from .model import Claims as Claims
-    from .model import Notification as Notification
+    from .model import Call as Call, Claims as Claims, Notification as Notification, Party as Party
     from .plugins import on as on
     from .receiver import Receiver as Receiver
     from .signals import (
         call_media_active as call_media_active,
-    )
-    from .signals import (
         call_stale as call_stale,
-    )
-    from .signals import (
         call_state_changed as call_state_changed,
-    )
-    from .signals import (
         call_updated as call_updated,
-    )
-    from .signals import (
         handler_failed as handler_failed,
-    )
-    from .signals import (
         notification_received as notification_received,
-    )
-    from .signals import (
         operation_completed as operation_completed,
-    )
-    from .signals import (
         participants_joined as participants_joined,
-    )
-    from .signals import (
         participants_left as participants_left,
-    )
-    from .signals import (
         participants_updated as participants_updated,
-    )
-    from .signals import (
         tone_received as tone_received,
     )
-    from .store import CallStore as CallStore
-    from .store import SQLiteStore as SQLiteStore
-    from .store import open_store as open_store
+    from .store import CallStore as CallStore, SQLiteStore as SQLiteStore, open_store as open_store
 
 __all__ = sorted(_EXPORTS)
 

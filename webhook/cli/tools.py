@@ -135,8 +135,7 @@ def replay(run: Trial, paths: tuple[str, ...], only: str | None, keep_timing: bo
     A journal line that is not a record is skipped and named; the run then exits 1.
     """
     from ..journal import BadLine
-    from ..replay import AppTarget, HttpTarget, Result, collect, only_call
-    from ..replay import replay as post_all
+    from ..replay import AppTarget, HttpTarget, Result, collect, only_call, replay as post_all
 
     skipped: list[BadLine] = []
 
