@@ -157,7 +157,8 @@ def test_help_and_version_need_neither_flask_nor_the_app() -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["serve", "calls", "call", "failures", "plugins", "check-config", "check-auth", "replay", "simulate"]
+    "command",
+    ["serve", "calls", "call", "failures", "plugins", "check-config", "check-auth", "replay", "simulate", "fake-graph"],
 )
 def test_every_command_has_help(command: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([command, "--help"]) == 0

@@ -3,6 +3,9 @@ own handlers, every action's answer, the faults and the clock."""
 
 from __future__ import annotations
 
+import shlex
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +21,7 @@ from webhook.fakegraph import QUIRKS, FakeGraph
 from webhook.http import EXTENSION
 
 from .conftest import ADMIN_TOKEN
+from .support import free_port
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SCOPE = "https://graph.microsoft.com/.default"
@@ -418,3 +422,49 @@ def test_graphs_quirks_switched_on_are_all_accepted(tmp_path: Path) -> None:
 def test_unknown_quirks_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown quirks"):
         FakeGraph(quirks=("nonsense",))
+
+
+def test_comms_webhook_fake_graph_drives_a_receiver_from_its_prompt(tmp_path: Path) -> None:
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/api/calls"
+    script = Path(sys.executable).with_name("comms-webhook")
+    process = subprocess.Popen(
+        [str(script), "fake-graph", "--callback", callback],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert process.stdin is not None and process.stdout is not None
+    settings = {}
+    for line in process.stdout:
+        if line.startswith("  export WEBHOOK_"):
+            name, _, value = line.strip().removeprefix("export WEBHOOK_").partition("=")
+            settings[name] = shlex.split(value)[0]
+        if line.startswith("CALL is a call id"):  # the end of the command list
+            break
+    app = create_app(
+        {
+            "APP_ID": settings["APP_ID"],
+            "OPENID_CONFIG_URL": settings["OPENID_CONFIG_URL"],
+            "STORE_URL": f"sqlite:///{tmp_path / 'manual.sqlite3'}",
+            "ADMIN_TOKEN": ADMIN_TOKEN,
+        }
+    )
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        process.stdin.write("ring Bob\n")
+        process.stdin.flush()
+        ringing = process.stdout.readline()
+        assert ringing.startswith("ringing: call ")
+        call_id = ringing.split()[-1]
+        process.stdin.write("advance 16\ncalls\nquit\n")
+        process.stdin.flush()
+        rest = process.communicate(timeout=30)[0]
+    finally:
+        server.shutdown()
+    assert "clock at" in rest and f"{call_id}  terminated" in rest
+    stored = app.test_client().get(f"/api/calls/{call_id}", headers=ADMIN).get_json()
+    assert stored["state"] == "terminated" and stored["data"]["source"]["identity"]["user"]["displayName"] == "Bob"
+    assert settings["GRAPH_URL"].endswith("/v1.0")

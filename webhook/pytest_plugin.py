@@ -15,12 +15,14 @@ Everything goes through the real endpoint and the real token verification, again
 
 Fixtures: ``webhook_settings`` (override it to change settings), ``webhook_keys``, ``webhook_app``,
 ``webhook_client``, ``graph_token(**claims)``, ``replay(*sources)``, ``notifications`` (the body builders and the
-docs' call lifecycles) and ``webhook_on`` (the handler decorators; what a test registers is removed after it).
+docs' call lifecycles), ``webhook_on`` (the handler decorators; what a test registers is removed after it) and
+``fake_graph`` (a fake Graph calling ``webhook_app`` back, served on 127.0.0.1).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,7 @@ from flask.testing import FlaskClient
 
 from . import builders, simulate
 from .app import create_app
+from .fakegraph import FakeGraph
 from .model import Call
 from .plugins import HANDLERS, on
 from .replay import Item, collect
@@ -57,8 +60,19 @@ def webhook_settings() -> dict[str, Any]:
 
 
 @pytest.fixture
-def webhook_app(tmp_path: Path, webhook_keys: LocalGraphKeys, webhook_settings: dict[str, Any]) -> Flask:
-    """A fresh receiver: its own SQLite store and journal in ``tmp_path``, verifying tokens of ``webhook_keys``."""
+def fake_graph_server(webhook_keys: LocalGraphKeys) -> Iterator[FakeGraph]:
+    """The fake Graph behind ``fake_graph``, before it knows where the receiver listens."""
+    with FakeGraph(app_id=TEST_APP_ID, tenant_id=TEST_TENANT, keys=webhook_keys) as fake:
+        yield fake
+
+
+@pytest.fixture
+def webhook_app(
+    request: pytest.FixtureRequest, tmp_path: Path, webhook_keys: LocalGraphKeys, webhook_settings: dict[str, Any]
+) -> Flask:
+    """A fresh receiver: its own SQLite store and journal in ``tmp_path``, verifying tokens of ``webhook_keys``;
+    in a test that uses ``fake_graph``, pointed at it."""
+    graph = request.getfixturevalue("fake_graph_server").settings() if "fake_graph" in request.fixturenames else {}
     settings = {
         "AUTH": "jwt",
         "APP_ID": TEST_APP_ID,
@@ -67,9 +81,26 @@ def webhook_app(tmp_path: Path, webhook_keys: LocalGraphKeys, webhook_settings: 
         "JOURNAL_DIR": str(tmp_path / "webhook-journal"),
         "ADMIN_TOKEN": TEST_ADMIN_TOKEN,
         "OUTBOX_SWEEP_SECONDS": 0,
+        **graph,
         **webhook_settings,
     }
     return create_app(settings)
+
+
+@pytest.fixture
+def fake_graph(fake_graph_server: FakeGraph, webhook_app: Flask) -> Iterator[FakeGraph]:
+    """A fake Graph (:class:`webhook.fakegraph.FakeGraph`) that calls ``webhook_app``, served on 127.0.0.1 for
+    the test, back: ``fake_graph.ring()``, let your handlers act, assert on ``fake_graph.requests``."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, webhook_app, threaded=True)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    fake_graph_server.callback_url = f"http://127.0.0.1:{server.server_port}/api/calls"
+    try:
+        yield fake_graph_server
+        fake_graph_server.settle()
+    finally:
+        server.shutdown()
 
 
 @pytest.fixture

@@ -199,3 +199,12 @@ class LocalGraphKeys:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def __getattr__(name: str) -> Any:
+    # webhook.testing.FakeGraph, the fake Graph (webhook.fakegraph, which itself builds on LocalGraphKeys).
+    if name in ("FakeGraph", "FakeCall"):
+        from . import fakegraph
+
+        return getattr(fakegraph, name)
+    raise AttributeError(f"module 'webhook.testing' has no attribute {name!r}")

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import click
 
-from . import checks, serve, stored, tools
+from . import checks, fake, serve, stored, tools
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -36,6 +36,7 @@ for command in (
     checks.check_auth,
     tools.replay,
     tools.simulate,
+    fake.fake_graph,
 ):
     cli.add_command(command)
 
