@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -136,3 +137,62 @@ def test_in_process_trials_never_touch_the_real_store_nor_run_its_plugins(
     assert not (tmp_path / "plugin-was-loaded").exists()
     assert not (tmp_path / "data").exists()  # nor its journal
     assert "4/4 calls as expected" in capsys.readouterr().out
+
+
+def test_simulate_through_the_fake_graph_with_the_bots_own_handlers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "switchboard.py").write_text(
+        textwrap.dedent("""
+        import requests
+        from webhook import on
+
+        graph = {}
+
+        def setup(app):
+            graph["url"] = app.config["GRAPH_URL"] + "/communications/calls"
+            token = requests.post(
+                f"{app.config['AUTHORITY_URL']}/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee/oauth2/v2.0/token",
+                data={"grant_type": "client_credentials", "client_id": app.config["APP_ID"],
+                      "client_secret": app.config["CLIENT_SECRET"], "scope": "https://graph.microsoft.com/.default"},
+            ).json()["access_token"]
+            graph["session"] = requests.Session()
+            graph["session"].headers["Authorization"] = f"Bearer {token}"
+
+        @on.call_state("incoming")
+        def route(call):
+            number = int(call.caller.display_name.split()[-1])
+            if number % 3 == 0:
+                return  # nobody answers: Graph ends it after 15 s
+            if number % 3 == 1:
+                graph["session"].post(f"{graph['url']}/{call.id}/answer", json={
+                    "callbackUri": call.data["callbackUri"], "acceptedModalities": ["audio"],
+                    "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}})
+            else:
+                graph["session"].post(f"{graph['url']}/{call.id}/reject", json={"reason": "busy"})
+
+        @on.media_active
+        def hang_up(call):
+            graph["session"].delete(f"{graph['url']}/{call.id}")
+        """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("WEBHOOK_PLUGINS", "switchboard")
+    monkeypatch.setenv("WEBHOOK_DISABLE_PLUGIN_AUTOLOAD", "1")
+    argv = [
+        "simulate",
+        "--in-process",
+        "--plugins",
+        "--fake-graph",
+        "--calls",
+        "9",
+        "--duplicates",
+        "0.3",
+        "--seed",
+        "4",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "incoming -> establishing -> established -> terminating -> terminated" in out
+    assert "incoming -> terminated" in out
+    assert "the handlers sent: answer 3, delete 3, reject 3; 9/9 calls as in Graph" in out

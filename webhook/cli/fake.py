@@ -10,6 +10,7 @@ import click
 
 if TYPE_CHECKING:
     from ..fakegraph import FakeCall, FakeGraph
+    from .tools import Trial
 
 HELP = """commands:
   ring [NAME]            an incoming call from NAME (default Alice)
@@ -94,3 +95,52 @@ def _run(fake: FakeGraph, words: list[str]) -> str:
     if command == "help":
         return HELP
     raise ValueError(f"unknown command {command!r} (help lists them)")
+
+
+def simulate_through_fake(run: Trial, count: int, *, duplicates: float, reorder: float, seed: int) -> int:
+    """``simulate --fake-graph``: ``count`` calls rung by a fake Graph at the in-process app (served on
+    127.0.0.1), notifications duplicated and reordered at the given rates; the calls nobody answered end as
+    Graph ends them (15 s on the fake's clock). Every call must be in the receiver's store as it is in Graph."""
+    import random
+    import threading
+    from collections import Counter
+
+    from werkzeug.serving import make_server
+
+    from ..fakegraph import ANSWER_DEADLINE_SECONDS, FakeGraph
+    from ..http import EXTENSION
+
+    rng = random.Random(seed)
+    outcomes: Counter[tuple[str, bool]] = Counter()
+    with FakeGraph() as fake:
+        try:
+            app = run.app(AUTH="jwt", **fake.settings())
+            server = make_server("127.0.0.1", 0, app, threaded=True)
+            threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+            fake.callback_url = f"http://127.0.0.1:{server.server_port}/api/calls"
+            try:
+                for number in range(1, count + 1):
+                    if rng.random() < duplicates:
+                        fake.duplicate_next()
+                    if rng.random() < reorder:
+                        fake.reorder_next()
+                    fake.ring(source=f"Caller {number}")
+                fake.settle(timeout=60)
+                fake.advance(ANSWER_DEADLINE_SECONDS)
+                fake.settle(timeout=60)
+            finally:
+                server.shutdown()
+            store = app.extensions[EXTENSION].store
+            for call in fake.calls.values():
+                stored = store.get(call.id)
+                outcomes[(" -> ".join(call.history), stored is not None and stored.state == call.state)] += 1
+        finally:
+            run.close()
+        sent = Counter(request.action for request in fake.requests if request.action != "token")
+    click.echo(f"{'as Graph saw the call':60}  {'calls':>5}  {'as in the receiver':>18}")
+    for (history, agreed), number in sorted(outcomes.items()):
+        click.echo(f"{history:60}  {number:>5}  {number if agreed else 0:>18}")
+    requests = ", ".join(f"{action} {number}" for action, number in sorted(sent.items())) or "none"
+    mismatched = sum(number for (_, agreed), number in outcomes.items() if not agreed)
+    click.echo(f"the handlers sent: {requests}; {count - mismatched}/{count} calls as in Graph")
+    return 0 if not mismatched else 1

@@ -101,9 +101,9 @@ class Trial:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token()}"} if self.keys is not None else {}
 
-    def app(self) -> Flask:
+    def app(self, **settings: object) -> Flask:
         """The in-process app: the current settings, on a throwaway store and data folder, no journal, no
-        plugins, unless --store / --plugins."""
+        plugins, unless --store / --plugins; ``settings`` on top."""
         from ..app import create_app
 
         self._folder = tempfile.mkdtemp(prefix="comms-webhook-trial-")
@@ -114,7 +114,7 @@ class Trial:
         if self.keys is not None:
             self.keys.start()
             overrides.update(AUTH="jwt", APP_ID=self.app_id, OPENID_CONFIG_URL=self.keys.config_url)
-        return create_app(overrides)
+        return create_app({**overrides, **settings})
 
     def close(self) -> None:
         if self.keys is not None:
@@ -175,11 +175,32 @@ def replay(run: Trial, paths: tuple[str, ...], only: str | None, keep_timing: bo
 @click.option("--reorder", type=float, default=0.0, callback=_probability, help="P(a request overtakes the next).")
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed, the same calls and faults.")
 @click.option("--admin-token", envvar="WEBHOOK_ADMIN_TOKEN", default="", help="--url: to read the calls back.")
+@click.option("--fake-graph", "through_fake", is_flag=True, help="--in-process: ring calls from a fake Graph instead.")
 def simulate(
-    run: Trial, count: int, concurrency: int, duplicates: float, reorder: float, seed: int, admin_token: str
+    run: Trial,
+    count: int,
+    concurrency: int,
+    duplicates: float,
+    reorder: float,
+    seed: int,
+    admin_token: str,
+    through_fake: bool,
 ) -> int:
-    """Generate realistic calls, post them, and check every final state."""
+    """Generate realistic calls, post them, and check every final state.
+
+    With --fake-graph, a fake Graph rings the calls and your plugins' handlers act on them through its calls
+    API (--plugins loads them); each call must end in the receiver as it ended in Graph.
+    """
     from ..simulate import make_calls, observe, plan, report, send_all
+
+    if through_fake:
+        from .fake import simulate_through_fake
+
+        if run.url:
+            raise click.UsageError(
+                "--fake-graph needs --in-process (for a receiver at a URL: comms-webhook fake-graph)"
+            )
+        return simulate_through_fake(run, count, duplicates=duplicates, reorder=reorder, seed=seed)
 
     scenarios = make_calls(count, seed=seed)
     bodies = plan(scenarios, duplicates=duplicates, reorder=reorder, seed=seed)

@@ -36,10 +36,20 @@ from typing import Any
 
 from ..testing import LocalGraphKeys
 from . import calls as graph
-from .calls import GRAPH, JSON, FakeCall, GraphError
+from .calls import ANSWER_DEADLINE_SECONDS, GRAPH, JSON, FakeCall, GraphError
 from .notifier import Delivery, Notifier
 
-__all__ = ["DEFAULT_APP_ID", "DEFAULT_TENANT", "Delivery", "FakeCall", "FakeGraph", "GraphError", "RecordedRequest"]
+__all__ = [
+    "ANSWER_DEADLINE_SECONDS",
+    "DEFAULT_APP_ID",
+    "DEFAULT_TENANT",
+    "QUIRKS",
+    "Delivery",
+    "FakeCall",
+    "FakeGraph",
+    "GraphError",
+    "RecordedRequest",
+]
 
 DEFAULT_APP_ID = "11111111-2222-3333-4444-555555555555"
 DEFAULT_TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
