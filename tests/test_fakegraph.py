@@ -193,6 +193,9 @@ def test_each_action_answers_as_graph_does_then_404_8522_once_the_call_ended(
     if action in ("playPrompt", "recordResponse", "participants/invite"):
         assert answered.json()["status"] == "running" and "Location" in answered.headers
     fake.settle()
+    if action in ("mute", "unmute"):
+        (bot_leg,) = [p for p in bot.call(call.id)["participants"] if "application" in p["info"]["identity"]]
+        assert bot_leg["isMuted"] is (action == "mute")
     if action != "transfer":
         assert graph.delete(call.id).status_code == 204
     fake.settle()

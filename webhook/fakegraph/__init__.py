@@ -207,6 +207,8 @@ class FakeGraph:
             targets=[{"@odata.type": GRAPH + "invitationParticipantInfo", **_info("Bot", "application", self.app_id)}],
             operation_seconds=self.operation_seconds,
         )
+        for entry in (graph.participant(source), graph.participant("Bot", kind="application")):
+            call.participants[entry["id"]] = entry  # a roster follows only a change (mute, invite)
         with self._lock:
             self.calls[call.id] = call
         self._notify(call, [call.changed("created")], wait=wait)
