@@ -48,18 +48,8 @@ def main() -> None:
         server = make_server("127.0.0.1", 0, app, threaded=True)
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         fake.callback_url = f"http://127.0.0.1:{server.server_port}/api/calls"
-        token = requests.post(
-            f"{fake.authority_url}/{fake.tenant_id}/oauth2/v2.0/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": fake.app_id,
-                "client_secret": fake.client_secret,
-                "scope": "https://graph.microsoft.com/.default",
-            },
-            timeout=5,
-        ).json()["access_token"]
         graph = requests.Session()
-        graph.headers["Authorization"] = f"Bearer {token}"
+        graph.headers["Authorization"] = f"Bearer {fake.app_token()}"
         calls = f"{fake.graph_url}/communications/calls"
         media = {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}
 

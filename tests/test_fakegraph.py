@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -69,19 +70,8 @@ class Graph:
 
     def __init__(self, fake: FakeGraph, tenant: str | None = None) -> None:
         self.fake = fake
-        answer = requests.post(
-            f"{fake.authority_url}/{tenant or fake.tenant_id}/oauth2/v2.0/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": fake.app_id,
-                "client_secret": fake.client_secret,
-                "scope": SCOPE,
-            },
-            timeout=5,
-        )
-        answer.raise_for_status()
         self.session = requests.Session()
-        self.session.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+        self.session.headers["Authorization"] = f"Bearer {fake.app_token(tenant)}"
 
     def post(self, call_id: str, action: str, body: dict[str, Any] | None = None) -> requests.Response:
         return self.session.post(f"{self.fake.graph_url}/communications/calls/{call_id}/{action}", json=body, timeout=5)
@@ -323,8 +313,9 @@ def test_injected_failures_process_nothing(fake: FakeGraph, bot: Served) -> None
     assert graph.answer(call.id).status_code == 503
     assert graph.answer(call.id).status_code == 202
     fake.fail_next("token", 503, retry_after=1)
-    with pytest.raises(requests.HTTPError):
+    with pytest.raises(urllib.error.HTTPError) as refused:
         Graph(fake)
+    assert refused.value.code == 503 and refused.value.headers["Retry-After"] == "1"
     Graph(fake)
 
 

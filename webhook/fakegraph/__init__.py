@@ -28,16 +28,18 @@ import secrets
 import threading
 import time
 import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 from ..testing import LocalGraphKeys
 from . import calls as graph
 from .calls import ANSWER_DEADLINE_SECONDS, GRAPH, JSON, FakeCall, GraphError
 from .notifier import Delivery, Notifier
+from .server import STATUS_CODES, aad_error, graph_error, handler, route as route_of
 
 __all__ = [
     "ANSWER_DEADLINE_SECONDS",
@@ -156,8 +158,8 @@ class FakeGraph:
         assert self.keys is not None
         if self._own_keys:
             self.keys.start()
-        handler = _handler(self)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        request_handler = handler(self)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), request_handler)
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-graph", daemon=True).start()
         self.notifier.start()
@@ -288,6 +290,23 @@ class FakeGraph:
             notifications = call.end(ended)
         self._notify(call, notifications, wait=wait)
 
+    def app_token(self, tenant_id: str | None = None) -> str:
+        """An app-only token for ``tenant_id``, asked of this fake's token endpoint as a bot's client would
+        (client credentials, over HTTP): for a test's own Graph requests."""
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.app_id,
+            "client_secret": self.client_secret,
+            "scope": SCOPE,
+        }
+        request = urllib.request.Request(
+            f"{self.authority_url}/{tenant_id or self.tenant_id}/oauth2/v2.0/token",
+            data=urllib.parse.urlencode(form).encode(),
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return str(json.loads(response.read())["access_token"])
+
     def settle(self, timeout: float = 10.0) -> None:
         """Wait until every notification sent so far has been delivered and answered."""
         self.notifier.settle(timeout)
@@ -400,19 +419,33 @@ class FakeGraph:
 
     def _token(self, tenant_id: str, form: dict[str, str]) -> tuple[int, JSON]:
         if form.get("grant_type") != "client_credentials":
-            return 400, _aad_error("unsupported_grant_type", "AADSTS70003: grant_type must be client_credentials.")
+            return 400, aad_error("unsupported_grant_type", "AADSTS70003: grant_type must be client_credentials.")
         if form.get("client_id") != self.app_id:
-            return 400, _aad_error(
+            return 400, aad_error(
                 "unauthorized_client", f"AADSTS700016: Application {form.get('client_id')} not found."
             )
         if form.get("client_secret") != self.client_secret and not form.get("client_assertion"):
-            return 401, _aad_error("invalid_client", "AADSTS7000215: Invalid client secret provided.")
+            return 401, aad_error("invalid_client", "AADSTS7000215: Invalid client secret provided.")
         if form.get("scope") != SCOPE:
-            return 400, _aad_error("invalid_scope", f"AADSTS1002012: The scope must be {SCOPE}.")
+            return 400, aad_error("invalid_scope", f"AADSTS1002012: The scope must be {SCOPE}.")
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._tokens[token] = _Token(tenant_id, time.time() + 3599)
         return 200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
+
+    def token_request(
+        self, path: str, tenant_id: str, headers: Any, form: dict[str, str]
+    ) -> tuple[int, JSON, dict[str, str]]:
+        """Answer one request of the token endpoint (recorded as action ``token``): status, body, headers."""
+        record = RecordedRequest("POST", path, "token", None, dict(headers.items()), form)
+        with self._lock:
+            self.requests.append(record)
+        injected = self._injected("token")
+        if injected is not None:
+            record.status = injected.status
+            return injected.status, aad_error("temporarily_unavailable", "AADSTS90033: injected."), injected.headers
+        record.status, body = self._token(tenant_id, form)
+        return record.status, body, {}
 
     def _authorize(self, headers: Any, call: FakeCall | None) -> None:
         scheme, _, token = str(headers.get("Authorization", "")).partition(" ")
@@ -435,18 +468,18 @@ class FakeGraph:
             if failure.count <= 0:
                 del self._failures[action]
         headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
-        return GraphError(failure.status, _STATUS_CODES.get(failure.status, "Error"), "Injected by the test.", headers)
+        return GraphError(failure.status, STATUS_CODES.get(failure.status, "Error"), "Injected by the test.", headers)
 
     def handle(self, method: str, path: str, headers: Any, body: Any) -> tuple[int, Any, dict[str, str]]:
         """Answer one Graph request: status, JSON body (or None), headers. Records it in :attr:`requests`."""
-        route, call_id = _route(method, path)
+        route, call_id = route_of(method, path)
         record = RecordedRequest(method, path, route, call_id, dict(headers.items()), body)
         with self._lock:
             self.requests.append(record)
         try:
             status, answer, extra = self._dispatch(route, call_id, headers, body)
         except GraphError as exc:
-            status, answer, extra = exc.status, _graph_error(exc, headers), exc.headers
+            status, answer, extra = exc.status, graph_error(exc, headers), exc.headers
         record.status = status
         return status, answer, extra
 
@@ -479,9 +512,6 @@ class FakeGraph:
         return reply.status, reply.body, reply.headers
 
 
-_STATUS_CODES = {429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
-
-
 def _info(name: str, kind: str, identity_id: str | None = None) -> JSON:
     return {
         "@odata.type": GRAPH + "participantInfo",
@@ -490,102 +520,3 @@ def _info(name: str, kind: str, identity_id: str | None = None) -> JSON:
             kind: {"@odata.type": GRAPH + "identity", "displayName": name, "id": identity_id or str(uuid.uuid4())},
         },
     }
-
-
-def _aad_error(code: str, description: str) -> JSON:
-    return {"error": code, "error_description": description, "error_codes": [int(description[6:].split(":")[0])]}
-
-
-def _graph_error(exc: GraphError, headers: Any) -> JSON:
-    inner = {"date": time.strftime("%Y-%m-%dT%H:%M:%S"), "request-id": str(uuid.uuid4())}
-    if headers.get("client-request-id"):
-        inner["client-request-id"] = headers.get("client-request-id")
-    return {"error": {"code": exc.code, "message": exc.message, "innerError": inner}}
-
-
-def _route(method: str, path: str) -> tuple[str, str | None]:
-    """What a Graph request is: (``answer``/``playPrompt``/.../``get``/``participants``/``delete``, call id)."""
-    parts = urllib.parse.urlsplit(path).path.strip("/").split("/")
-    if parts[:3] != ["v1.0", "communications", "calls"] or len(parts) < 4:
-        return "unknown", None
-    call_id, rest = parts[3], "/".join(parts[4:])
-    if method == "GET":
-        return ("get" if not rest else "participants" if rest == "participants" else "unknown"), call_id
-    if method == "DELETE":
-        return ("delete" if not rest else "unknown"), call_id
-    return (rest if method == "POST" and rest else "unknown"), call_id
-
-
-def _handler(fake: FakeGraph) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode() if body is not None else b""
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            if body is not None:
-                self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> bytes:
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        def do_GET(self) -> None:
-            parts = self.path.strip("/").split("/")
-            if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
-                base = f"{fake.url}/{parts[0]}"
-                self._answer(
-                    200,
-                    {
-                        "issuer": f"{base}/v2.0",
-                        "token_endpoint": f"{base}/oauth2/v2.0/token",
-                        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                        "jwks_uri": f"{base}/discovery/v2.0/keys",
-                        "response_types_supported": ["code", "id_token", "token"],
-                    },
-                )
-                return
-            self._graph("GET", None)
-
-        def do_DELETE(self) -> None:
-            self._graph("DELETE", None)
-
-        def do_POST(self) -> None:
-            raw = self._body()
-            parts = self.path.strip("/").split("/")
-            if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
-                form = dict(urllib.parse.parse_qsl(raw.decode()))
-                fake.requests.append(
-                    RecordedRequest("POST", self.path, "token", None, dict(self.headers.items()), form)
-                )
-                injected = fake._injected("token")
-                if injected is not None:
-                    self._answer(
-                        injected.status,
-                        _aad_error("temporarily_unavailable", "AADSTS90033: injected."),
-                        injected.headers,
-                    )
-                    return
-                status, body = fake._token(parts[0], form)
-                fake.requests[-1].status = status
-                self._answer(status, body)
-                return
-            try:
-                body = json.loads(raw) if raw.strip() else {}
-            except ValueError:
-                self._answer(400, {"error": {"code": "BadRequest", "message": "The body is not JSON."}})
-                return
-            self._graph("POST", body)
-
-        def _graph(self, method: str, body: Any) -> None:
-            status, answer, headers = fake.handle(method, self.path, self.headers, body)
-            self._answer(status, answer, headers)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
