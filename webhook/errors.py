@@ -33,9 +33,13 @@ class WebhookError(Exception):
 
 
 class ConfigError(WebhookError):
-    """A setting has a value we cannot use; raised at start-up, never per request."""
+    """A setting has a value we cannot use; raised at start-up, or by a store the settings cannot open."""
 
     code = "config_error"
+
+    @property
+    def public_message(self) -> str:  # the message names settings and paths: for the log and the CLI only
+        return "The receiver cannot work as configured; the server log says why."
 
 
 class HandlerNotLoaded(WebhookError):

@@ -29,7 +29,6 @@ from .errors import (
     PayloadTooLarge,
     RequestError,
     RequestTimeout,
-    StoreError,
     StoreUnavailable,
     UnsupportedMediaType,
     WebhookError,
@@ -192,11 +191,10 @@ def list_calls() -> Response:
         raise RequestError(
             f"active must be true or false (also on/off, 1/0); got {active_text!r}.", code="invalid_query"
         )
-    if wanted and canonical_enum(wanted, CALL_STATES) not in CALL_STATES:
+    in_state = canonical_enum(wanted, CALL_STATES) if wanted else None
+    if in_state is not None and in_state not in CALL_STATES:
         raise RequestError(f"state must be one of {', '.join(CALL_STATES)}; got {wanted!r}.", code="invalid_query")
-    calls = state.store.list_calls(
-        canonical_enum(wanted, CALL_STATES) if wanted else None, int(limit_text), active=active
-    )
+    calls = state.store.list_calls(in_state, int(limit_text), active=active)
     return jsonify({"calls": [call.to_dict() for call in calls], "count": len(calls)})
 
 
@@ -266,7 +264,7 @@ def readyz() -> tuple[Response, int]:
     try:
         state.store.ping()
         checks["store"] = {"ok": True, "engine": state.store.engine}
-    except StoreError as exc:
+    except WebhookError as exc:  # StoreUnavailable with its reason, or a store the settings cannot open
         checks["store"] = {"ok": False, "engine": state.store.engine, "error": exc.public_message, **exc.details}
     if state.verifier is None:
         checks["signingKeys"] = {"ok": True, "detail": "authentication disabled"}
