@@ -176,4 +176,3 @@ def test_a_corrupt_store_boots_answers_503_and_fails_readiness_until_restored(
         assert _post(client, new_id()).get_json()["details"] == {"reason": "replaced"}
     assert _post(client, new_id()).status_code == 202
     assert client.get("/readyz").status_code == 200
-
