@@ -15,7 +15,7 @@ A test rings the bot (:meth:`FakeGraph.ring`), lets its handlers act, and assert
 (:meth:`FakeGraph.advance`) unless ``realtime=True``: an incoming call nobody answers ends after 15 s, an
 established call without ``keepAlive`` after 45 minutes, as Graph ends them.
 
-Not imitated: media (prompts are not played, tones come only from :meth:`FakeCall.press`-like calls of the test),
+Not imitated: media (prompts are not played, tones come only from the test's :meth:`FakeGraph.press`),
 Graph's own retries, throttling other than what :meth:`FakeGraph.fail_next` injects, and the Bot Framework's
 legacy calling format.
 """
