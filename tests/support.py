@@ -8,11 +8,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from werkzeug.serving import make_server
 
 from webhook.model import Call
 from webhook.schemas import load_notifications
@@ -194,3 +197,19 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
     return subprocess.run(
         [str(script), *args], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=60
     )
+
+
+class Served:
+    """A receiver on 127.0.0.1 (werkzeug, threaded), as Graph reaches it."""
+
+    def __init__(self, app: Any, admin_token: str) -> None:
+        self.app, self.admin = app, {"Authorization": f"Bearer {admin_token}"}
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/api/calls"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def call(self, call_id: str) -> dict[str, Any]:
+        return self.app.test_client().get(f"/api/calls/{call_id}", headers=self.admin).get_json()
+
+    def stop(self) -> None:
+        self.server.shutdown()

@@ -22,24 +22,11 @@ from webhook.fakegraph import QUIRKS, FakeGraph
 from webhook.http import EXTENSION
 
 from .conftest import ADMIN_TOKEN
-from .support import free_port
+from .support import Served, free_port
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SCOPE = "https://graph.microsoft.com/.default"
 AUDIO = {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}
-
-
-class Served:
-    """A receiver on 127.0.0.1 (werkzeug, threaded), as Graph reaches it."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/api/calls"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-
-    def call(self, call_id: str) -> dict[str, Any]:
-        return self.app.test_client().get(f"/api/calls/{call_id}", headers=ADMIN).get_json()
 
 
 @pytest.fixture
@@ -59,7 +46,7 @@ def bot(fake: FakeGraph, tmp_path: Path) -> Iterator[Served]:
             "OUTBOX_SWEEP_SECONDS": 0,
         }
     )
-    served = Served(app)
+    served = Served(app, ADMIN_TOKEN)
     fake.callback_url = served.url
     yield served
     served.server.shutdown()
@@ -396,7 +383,7 @@ def test_graphs_quirks_switched_on_are_all_accepted(tmp_path: Path) -> None:
                 "ADMIN_TOKEN": ADMIN_TOKEN,
             }
         )
-        served = Served(app)
+        served = Served(app, ADMIN_TOKEN)
         fake.callback_url = served.url
         graph = Graph(fake)
         call = fake.ring()

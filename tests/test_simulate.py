@@ -144,36 +144,20 @@ def test_simulate_through_the_fake_graph_with_the_bots_own_handlers(
 ) -> None:
     (tmp_path / "switchboard.py").write_text(
         textwrap.dedent("""
-        import requests
         from webhook import on
 
-        graph = {}
-
-        def setup(app):
-            graph["url"] = app.config["GRAPH_URL"] + "/communications/calls"
-            token = requests.post(
-                f"{app.config['AUTHORITY_URL']}/aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee/oauth2/v2.0/token",
-                data={"grant_type": "client_credentials", "client_id": app.config["APP_ID"],
-                      "client_secret": app.config["CLIENT_SECRET"], "scope": "https://graph.microsoft.com/.default"},
-            ).json()["access_token"]
-            graph["session"] = requests.Session()
-            graph["session"].headers["Authorization"] = f"Bearer {token}"
-
         @on.call_state("incoming")
-        def route(call):
+        def route(call, actions):
             number = int(call.caller.display_name.split()[-1])
-            if number % 3 == 0:
-                return  # nobody answers: Graph ends it after 15 s
             if number % 3 == 1:
-                graph["session"].post(f"{graph['url']}/{call.id}/answer", json={
-                    "callbackUri": call.data["callbackUri"], "acceptedModalities": ["audio"],
-                    "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}})
-            else:
-                graph["session"].post(f"{graph['url']}/{call.id}/reject", json={"reason": "busy"})
+                actions.answer()
+            elif number % 3 == 2:
+                actions.reject("busy")
+            # and every third call nobody answers: Graph ends it after 15 s
 
         @on.media_active
-        def hang_up(call):
-            graph["session"].delete(f"{graph['url']}/{call.id}")
+        def hang_up(actions):
+            actions.hang_up()
         """)
     )
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -10,8 +10,10 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import http, logs
+from .actions import Binder
 from .auth import Verifier
 from .delivery import Delivery
+from .graph import GraphClient
 from .journal import Journal
 from .keys import KeyCache
 from .plugins import load_plugins
@@ -98,6 +100,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
         stale_after_seconds=settings.stale_after_seconds,
         clock=utc_now,
     )
+    graph = GraphClient.from_settings(settings)
+    delivery.binder = Binder(graph, settings.callback_url)
     plugins = load_plugins(app, settings.plugins, autoload=not settings.disable_plugin_autoload)
     journal = None
     if settings.journal == "on" or settings.journal_rejected == "on":
@@ -115,6 +119,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
         delivery=delivery,
         plugins=tuple(plugins),
         journal=journal,
+        graph=graph,
     )
     app.register_blueprint(http.bp)
     http.register_error_handlers(app)

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import metrics
+from .actions import Binder, binding
 from .errors import HandlerNotLoaded, WebhookError
 from .model import Failure
 from .outbox import decode_event, encode_event
@@ -165,6 +166,8 @@ class Delivery:
         self._lanes_pid: int | None = None
         self._deferred_workers = deferred_workers
         self._sweeper_pid: int | None = None
+        #: The calls API handlers act through (their ``actions`` argument); set by create_app.
+        self.binder: Binder | None = None
         _DELIVERIES.add(self)
 
     # What the store needs to know
@@ -208,7 +211,8 @@ class Delivery:
     def run(self, signal: IsolatedSignal, receiver: Callable[..., Any], event: Event, *, record: bool = True) -> str:
         """Run one receiver on one event, timed; return "" or the traceback of its failure (recorded)."""
         started = time.perf_counter()
-        _, error = signal.call_receiver(receiver, event.sender, event.kwargs)
+        with binding(self.binder):  # what a handler's ``actions`` acts through
+            _, error = signal.call_receiver(receiver, event.sender, event.kwargs)
         elapsed = time.perf_counter() - started
         name = receiver_name(receiver)
         metrics.handler_calls.labels(name).inc()

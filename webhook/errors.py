@@ -136,3 +136,56 @@ class StoreUnavailable(StoreError):
     @property
     def public_message(self) -> str:
         return f"Nothing was stored: {STORE_REASONS.get(self.reason, self.reason)}. Retry later."
+
+
+class GraphError(WebhookError):
+    """Graph refused or failed an outbound request. ``status`` is Graph's HTTP status (0: no answer),
+    ``graph_code`` and ``message`` its error, ``request_id`` what Microsoft support asks for."""
+
+    code = "graph_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        graph_code: str = "",
+        request_id: str = "",
+        client_request_id: str = "",
+        action: str = "",
+    ) -> None:
+        super().__init__(message)
+        self.status, self.graph_code, self.request_id = status, graph_code, request_id
+        self.client_request_id, self.action = client_request_id, action
+
+
+class CallGone(GraphError):
+    """The call no longer exists in Graph (404, code 8522 "Call not found"): it has ended."""
+
+    code = "call_gone"
+
+
+class GraphThrottled(GraphError):
+    """Graph kept answering 429 (or 503/504) past the action's deadline; ``retry_after`` is its last word."""
+
+    code = "graph_throttled"
+    retry_after: float | None = None
+
+
+class GraphForbidden(GraphError):
+    """403: the app lacks a permission; ``permission`` is the one Graph names (Calls.AccessMedia.All...)."""
+
+    code = "graph_forbidden"
+    permission: str | None = None
+
+
+class GraphUnreachable(GraphError):
+    """No answer came from Graph. ``sent`` says whether the request may have reached it; it is never repeated
+    then (a second POST could answer, play or invite twice)."""
+
+    code = "graph_unreachable"
+    sent: bool = True
+
+
+class GraphNotConfigured(ConfigError):
+    """An action was asked for, but the settings lack what acting needs (credentials, the callback URL)."""

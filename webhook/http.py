@@ -33,6 +33,7 @@ from .errors import (
     UnsupportedMediaType,
     WebhookError,
 )
+from .graph import GraphClient
 from .journal import Journal, correlation_headers
 from .model import CALL_STATES, Claims, canonical_enum
 from .plugins import LoadedPlugin
@@ -61,6 +62,8 @@ class WebhookState:
     delivery: Delivery
     plugins: tuple[LoadedPlugin, ...]
     journal: Journal | None = None
+    #: The calls API, for handlers' ``actions`` and :func:`webhook.actions.actions_for`.
+    graph: GraphClient | None = None
     #: Held while one request's notifications are processed (see receive_notifications).
     processing: threading.Lock = field(default_factory=threading.Lock)
 

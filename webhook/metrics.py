@@ -46,6 +46,25 @@ request_seconds = Histogram(
     namespace=NAMESPACE,
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+graph_requests = Counter(
+    "graph_requests_total",
+    "Requests to Graph, by action and status (0: no answer).",
+    ["action", "status"],
+    namespace=NAMESPACE,
+)
+graph_seconds = Histogram(
+    "graph_request_duration_seconds",
+    "Time of each request to Graph, by action.",
+    ["action"],
+    namespace=NAMESPACE,
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+graph_retries = Counter(
+    "graph_retries_total",
+    "Requests to Graph sent again because Graph said it did not process them.",
+    ["action"],
+    namespace=NAMESPACE,
+)
 journal_errors = Counter("journal_errors_total", "Journal appends that failed.", namespace=NAMESPACE)
 store_errors = Counter("store_errors_total", "Requests the store could not serve (503).", namespace=NAMESPACE)
 stale_marked = Counter(

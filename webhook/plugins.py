@@ -80,7 +80,8 @@ class Handler:
 
     def _check_parameters(self, parameters: Iterable[inspect.Parameter]) -> None:
         """Refuse, now, a handler that would fail on every call: it requires an argument the signal never sends."""
-        offered = ("sender", "claims", *self.signal.arguments)
+        acting = ("actions",) if "call" in self.signal.arguments else ()
+        offered = ("sender", "claims", *self.signal.arguments, *acting)
         for parameter in parameters:
             if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
                 continue
@@ -96,6 +97,10 @@ class Handler:
         offered = {"sender": sender, "claims": getattr(notification, "claims", None), **kwargs}
         if self._names is not None:
             offered = {name: value for name, value in offered.items() if name in self._names}
+            if "actions" in self._names:  # built only for the handlers that ask
+                from .actions import actions_for_event
+
+                offered["actions"] = actions_for_event(kwargs)
         return self.func(**offered)
 
     def describe(self) -> str:

@@ -22,6 +22,7 @@ docs' call lifecycles), ``webhook_on`` (the handler decorators; what a test regi
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -61,8 +62,13 @@ def webhook_settings() -> dict[str, Any]:
 
 @pytest.fixture
 def fake_graph_server(webhook_keys: LocalGraphKeys) -> Iterator[FakeGraph]:
-    """The fake Graph behind ``fake_graph``, before it knows where the receiver listens."""
-    with FakeGraph(app_id=TEST_APP_ID, tenant_id=TEST_TENANT, keys=webhook_keys) as fake:
+    """The fake Graph behind ``fake_graph`` (https, as Graph: msal talks to nothing else), with the port the
+    receiver will listen on chosen already, so that the receiver's WEBHOOK_CALLBACK_URL can name it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    callback = f"http://127.0.0.1:{port}/api/calls"
+    with FakeGraph(callback, app_id=TEST_APP_ID, tenant_id=TEST_TENANT, keys=webhook_keys, tls=True) as fake:
         yield fake
 
 
@@ -90,12 +96,13 @@ def webhook_app(
 @pytest.fixture
 def fake_graph(fake_graph_server: FakeGraph, webhook_app: Flask) -> Iterator[FakeGraph]:
     """A fake Graph (:class:`webhook.fakegraph.FakeGraph`) that calls ``webhook_app``, served on 127.0.0.1 for
-    the test, back: ``fake_graph.ring()``, let your handlers act, assert on ``fake_graph.requests``."""
+    the test, back, and that the app's handlers act through (their ``actions``): ``fake_graph.ring()``, let
+    your handlers act, assert on ``fake_graph.requests`` and ``fake_graph.calls``."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, webhook_app, threaded=True)
+    port = int(fake_graph_server.callback_url.rsplit(":", 1)[1].split("/", 1)[0])
+    server = make_server("127.0.0.1", port, webhook_app, threaded=True)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-    fake_graph_server.callback_url = f"http://127.0.0.1:{server.server_port}/api/calls"
     try:
         yield fake_graph_server
         fake_graph_server.settle()

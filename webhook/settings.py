@@ -227,6 +227,18 @@ SETTINGS: tuple[Setting, ...] = (
         3000.0,
         "An active call with no notification for this long is marked stale (Graph's keepAlive limit is 45 min).",
     ),
+    Setting("CLIENT_SECRET", _text, "", "The app's client secret, for Graph tokens when handlers act on calls.", True),
+    Setting(
+        "CLIENT_CERTIFICATE_PATH", _text, "", "Instead of the secret: a PEM file with the app's key and certificate."
+    ),
+    Setting("CLIENT_CERTIFICATE_THUMBPRINT", _text, "", "The SHA-1 thumbprint (hex) of that certificate."),
+    Setting("GRAPH_URL", _http_url, "https://graph.microsoft.com/v1.0", "Graph's API root, for actions on calls."),
+    Setting("AUTHORITY_URL", _http_url, "https://login.microsoftonline.com", "Where app tokens come from."),
+    Setting("CALLBACK_URL", _text, "", "This receiver's public https URL (.../api/calls), given to Graph in answer()."),
+    Setting(
+        "GRAPH_CA_BUNDLE", _text, "", "A PEM file of extra certificates to trust for Graph (a fake Graph in tests)."
+    ),
+    Setting("GRAPH_TIMEOUT_SECONDS", _positive_float, 10.0, "Timeout of each request to Graph."),
     Setting("METRICS_TOKEN", _text, "", "Bearer token of /metrics; without it, /metrics takes the admin token.", True),
     Setting("PROXY_HOPS", _non_negative_int, 0, "Proxies in front whose X-Forwarded-* headers are trusted."),
     Setting("LOG_FORMAT", _choice("json", "text"), "json", "json: one JSON object per log line; text: for people."),
@@ -281,6 +293,14 @@ class Settings:
     outbox_lease_seconds: float
     outbox_sweep_seconds: float
     stale_after_seconds: float
+    client_secret: str
+    client_certificate_path: str
+    client_certificate_thumbprint: str
+    graph_url: str
+    authority_url: str
+    callback_url: str
+    graph_ca_bundle: str
+    graph_timeout_seconds: float
     metrics_token: str
     proxy_hops: int
     log_format: str

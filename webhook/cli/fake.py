@@ -102,6 +102,7 @@ def simulate_through_fake(run: Trial, count: int, *, duplicates: float, reorder:
     127.0.0.1), notifications duplicated and reordered at the given rates; the calls nobody answered end as
     Graph ends them (15 s on the fake's clock). Every call must be in the receiver's store as it is in Graph."""
     import random
+    import socket
     import threading
     from collections import Counter
 
@@ -112,12 +113,14 @@ def simulate_through_fake(run: Trial, count: int, *, duplicates: float, reorder:
 
     rng = random.Random(seed)
     outcomes: Counter[tuple[str, bool]] = Counter()
-    with FakeGraph() as fake:
+    with socket.socket() as probe:  # the receiver's port, known before its app: answer() names it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with FakeGraph(f"http://127.0.0.1:{port}/api/calls", tls=True) as fake:
         try:
             app = run.app(AUTH="jwt", **fake.settings())
-            server = make_server("127.0.0.1", 0, app, threaded=True)
+            server = make_server("127.0.0.1", port, app, threaded=True)
             threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-            fake.callback_url = f"http://127.0.0.1:{server.server_port}/api/calls"
             try:
                 for number in range(1, count + 1):
                     if rng.random() < duplicates:

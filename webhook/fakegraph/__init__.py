@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import secrets
+import ssl
 import threading
 import time
 import urllib.parse
@@ -33,6 +34,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 from ..testing import LocalGraphKeys
@@ -40,6 +42,7 @@ from . import calls as graph
 from .calls import ANSWER_DEADLINE_SECONDS, GRAPH, JSON, FakeCall, GraphError
 from .notifier import Delivery, Notifier
 from .server import STATUS_CODES, aad_error, graph_error, handler, route as route_of
+from .tls import local_certificate, server_context
 
 __all__ = [
     "ANSWER_DEADLINE_SECONDS",
@@ -78,6 +81,7 @@ class _Failure:
     status: int
     retry_after: float | None
     count: int
+    message: str = "Injected by the test."
 
 
 @dataclass
@@ -98,6 +102,7 @@ class FakeGraph:
     tenant_id: str = DEFAULT_TENANT
     keys: LocalGraphKeys | None = None
     realtime: bool = False
+    tls: bool = False
     quirks: Iterable[str] = ()
     operation_seconds: dict[str, float] = field(default_factory=dict)
     calls: dict[str, FakeCall] = field(default_factory=dict)
@@ -117,6 +122,7 @@ class FakeGraph:
         self._server: ThreadingHTTPServer | None = None
         self._ticker: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._certificate: tuple[Path, Path] | None = None
         self.notifier = Notifier(self._sign, self._envelope)
 
     # Serving
@@ -125,7 +131,13 @@ class FakeGraph:
     def url(self) -> str:
         if self._server is None:
             raise RuntimeError("start() the fake Graph first")
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self._server.server_address[1]}"
+
+    @property
+    def ca_bundle(self) -> str | None:
+        """With ``tls=True``: the PEM file of the fake's self-signed certificate, for a client to trust
+        (``WEBHOOK_GRAPH_CA_BUNDLE``)."""
+        return str(self._certificate[0]) if self._certificate else None
 
     @property
     def graph_url(self) -> str:
@@ -152,6 +164,7 @@ class FakeGraph:
             "AUTHORITY_URL": self.authority_url,
             "CLIENT_SECRET": self.client_secret,
             **({"CALLBACK_URL": self.callback_url} if self.callback_url else {}),
+            **({"GRAPH_CA_BUNDLE": self.ca_bundle} if self.ca_bundle else {}),
         }
 
     def start(self) -> FakeGraph:
@@ -161,6 +174,10 @@ class FakeGraph:
         request_handler = handler(self)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), request_handler)
         self._server.daemon_threads = True
+        if self.tls:
+            self._certificate = local_certificate()
+            context = server_context(*self._certificate)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
         threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-graph", daemon=True).start()
         self.notifier.start()
         if self.realtime:
@@ -304,7 +321,8 @@ class FakeGraph:
             data=urllib.parse.urlencode(form).encode(),
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=10) as response:
+        context = ssl.create_default_context(cafile=self.ca_bundle) if self.ca_bundle else None
+        with urllib.request.urlopen(request, timeout=10, context=context) as response:
             return str(json.loads(response.read())["access_token"])
 
     def settle(self, timeout: float = 10.0) -> None:
@@ -348,12 +366,26 @@ class FakeGraph:
 
     # Faults
 
-    def fail_next(self, action: str, status: int, *, retry_after: float | None = None, count: int = 1) -> None:
+    def fail_next(
+        self,
+        action: str,
+        status: int,
+        *,
+        retry_after: float | None = None,
+        count: int = 1,
+        message: str = "Injected by the test.",
+    ) -> None:
         """Answer the next ``count`` requests of ``action`` (``answer``, ``playPrompt``, ``delete``, ``get``,
-        ``token``...) with ``status`` and Graph's error body, processing nothing (429 and 503 with
-        ``Retry-After`` when given)."""
+        ``token``...) with ``status`` and Graph's error body carrying ``message``, processing nothing (with
+        ``Retry-After`` when given). A 3xx status redirects to the same URL (``Location``), as a region does."""
         with self._lock:
-            self._failures[action] = _Failure(status, retry_after, count)
+            self._failures[action] = _Failure(status, retry_after, count, message)
+
+    def drop_connection_next(self, action: str) -> None:
+        """Process the next request of ``action``, then close the connection without answering: the client
+        cannot know whether Graph acted (it did)."""
+        with self._lock:
+            self._failures[action] = _Failure(0, None, 1, "")
 
     def drop_next(self, count: int = 1) -> None:
         """The next ``count`` notifications are never sent."""
@@ -468,7 +500,7 @@ class FakeGraph:
             if failure.count <= 0:
                 del self._failures[action]
         headers = {"Retry-After": f"{failure.retry_after:g}"} if failure.retry_after is not None else {}
-        return GraphError(failure.status, STATUS_CODES.get(failure.status, "Error"), "Injected by the test.", headers)
+        return GraphError(failure.status, STATUS_CODES.get(failure.status, "Error"), failure.message, headers)
 
     def handle(self, method: str, path: str, headers: Any, body: Any) -> tuple[int, Any, dict[str, str]]:
         """Answer one Graph request: status, JSON body (or None), headers. Records it in :attr:`requests`."""
@@ -480,6 +512,8 @@ class FakeGraph:
             status, answer, extra = self._dispatch(route, call_id, headers, body)
         except GraphError as exc:
             status, answer, extra = exc.status, graph_error(exc, headers), exc.headers
+            if 300 <= exc.status < 400:
+                answer, extra = None, {**exc.headers, "Location": path}
         record.status = status
         return status, answer, extra
 
@@ -487,6 +521,9 @@ class FakeGraph:
         if route == "unknown":
             raise GraphError(404, "UnknownResource", "This fake Graph serves /communications/calls only.")
         injected = self._injected(route)
+        if injected is not None and injected.status == 0:  # drop_connection_next: act, then say nothing
+            self._dispatch(route, call_id, headers, body)
+            raise ConnectionAbortedError("dropped by the test after processing")
         if injected is not None:
             raise injected
         with self._lock:

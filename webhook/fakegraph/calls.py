@@ -314,6 +314,13 @@ def subscribe_to_tone(call: FakeCall, body: JSON, now: float) -> Reply:
     return _completed(body, "subscribeToTone")
 
 
+def send_dtmf_tones(call: FakeCall, body: JSON, now: float) -> Reply:
+    """200 with a running operation; its result follows, status completed (call-senddtmftones, v1.0)."""
+    _needs_media(call)
+    _require(body, "tones")
+    return _start(call, body, "sendDtmfTones", now, {"completionReason": "completedSuccessfully"})
+
+
 def cancel_media_processing(call: FakeCall, body: JSON, now: float) -> Reply:
     """200; each running media operation then fails with 400/8508 (the cancelMediaProcessing page)."""
     _needs_media(call)
@@ -380,6 +387,7 @@ ACTIONS: dict[str, Callable[[FakeCall, JSON, float], Reply]] = {
     "playPrompt": play_prompt,
     "recordResponse": record_response,
     "subscribeToTone": subscribe_to_tone,
+    "sendDtmfTones": send_dtmf_tones,
     "cancelMediaProcessing": cancel_media_processing,
     "keepAlive": keep_alive,
     "mute": _mute(True),

@@ -14,7 +14,13 @@ from .calls import JSON, GraphError
 if TYPE_CHECKING:
     from . import FakeGraph
 
-STATUS_CODES = {429: "TooManyRequests", 500: "InternalServerError", 503: "ServiceUnavailable", 504: "GatewayTimeout"}
+STATUS_CODES = {
+    403: "Forbidden",
+    429: "TooManyRequests",
+    500: "InternalServerError",
+    503: "ServiceUnavailable",
+    504: "GatewayTimeout",
+}
 
 
 def aad_error(code: str, description: str) -> JSON:
@@ -94,7 +100,12 @@ def handler(fake: FakeGraph) -> type[BaseHTTPRequestHandler]:
             self._graph("POST", body)
 
         def _graph(self, method: str, body: Any) -> None:
-            status, answer, headers = fake.handle(method, self.path, self.headers, body)
+            try:
+                status, answer, headers = fake.handle(method, self.path, self.headers, body)
+            except ConnectionAbortedError:
+                self.close_connection = True
+                self.connection.close()  # processed, never answered
+                return
             self._answer(status, answer, headers)
 
         def log_message(self, format: str, *args: Any) -> None:

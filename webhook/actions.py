@@ -1,0 +1,282 @@
+"""Acting on one call through Graph: what a handler's ``actions`` argument is.
+
+Each method is one request of the calls API (``/communications/calls/{id}/...``) for the call's tenant, with
+the transport rules of :mod:`webhook.graph`. Long-running ones return an :class:`Operation`; its result comes
+back as a notification, heard by ``@on.operation`` handlers.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import GraphNotConfigured
+from .graph import GraphClient
+
+GRAPH = "#microsoft.graph."
+#: Graph drops an incoming call not answered within 15 s; the answer's retries must end before that.
+ANSWER_DEADLINE_SECONDS = 15.0
+
+JSON = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MediaPrompt:
+    """A prompt to play: an audio file Graph can fetch (``uri``, https), cached under ``resource_id``."""
+
+    uri: str
+    resource_id: str | None = None
+
+    def to_graph(self) -> JSON:
+        info: JSON = {"@odata.type": GRAPH + "mediaInfo", "uri": self.uri}
+        if self.resource_id:
+            info["resourceId"] = self.resource_id
+        return {"@odata.type": GRAPH + "mediaPrompt", "mediaInfo": info}
+
+
+@dataclass(frozen=True)
+class Operation:
+    """A long-running operation Graph started (playPrompt, record, invite...): its result is notified later."""
+
+    id: str
+    type: str
+    status: str
+    client_context: str | None
+    call_id: str
+    result_info: JSON | None = None
+
+    @classmethod
+    def from_graph(cls, body: Any, call_id: str, kind: str) -> Operation:
+        body = body if isinstance(body, dict) else {}
+        return cls(
+            str(body.get("id") or ""),
+            kind,
+            str(body.get("status") or "running"),
+            body.get("clientContext"),
+            call_id,
+            body.get("resultInfo"),
+        )
+
+
+def identity(
+    *, user: str | None = None, application: str | None = None, phone: str | None = None, name: str = ""
+) -> JSON:
+    """An ``invitationParticipantInfo`` for a user id, an application id or a phone number (E.164)."""
+    if phone:
+        who = {"phone": {"@odata.type": GRAPH + "identity", "id": phone}}
+    elif application:
+        who = {"application": {"@odata.type": GRAPH + "identity", "id": application, "displayName": name}}
+    elif user:
+        who = {"user": {"@odata.type": GRAPH + "identity", "id": user, "displayName": name}}
+    else:
+        raise ValueError("identity() needs user=, application= or phone=")
+    return {
+        "@odata.type": GRAPH + "invitationParticipantInfo",
+        "identity": {"@odata.type": GRAPH + "identitySet", **who},
+    }
+
+
+def _prompts(prompts: Iterable[str | MediaPrompt]) -> list[JSON]:
+    return [(MediaPrompt(p) if isinstance(p, str) else p).to_graph() for p in prompts]
+
+
+class CallActions:
+    """The calls API bound to one call and its tenant. ``callback_url`` is what ``answer()`` tells Graph."""
+
+    def __init__(self, client: GraphClient, call_id: str, tenant_id: str, callback_url: str = "") -> None:
+        self.client, self.call_id, self.tenant_id, self.callback_url = client, call_id, tenant_id, callback_url
+
+    def __repr__(self) -> str:
+        return f"CallActions(call {self.call_id}, tenant {self.tenant_id})"
+
+    def _post(self, action: str, body: JSON | None = None, *, deadline: float | None = None) -> Any:
+        path = f"/communications/calls/{self.call_id}/{action}"
+        return self.client.request(
+            "POST",
+            path,
+            tenant_id=self.tenant_id,
+            action=action,
+            call_id=self.call_id,
+            body=body or {},
+            deadline=deadline,
+        ).body
+
+    def _operation(self, action: str, kind: str, body: JSON) -> Operation:
+        return Operation.from_graph(self._post(action, body), self.call_id, kind)
+
+    # Answering an incoming call
+
+    def answer(
+        self,
+        *,
+        callback_uri: str | None = None,
+        modalities: Iterable[str] = ("audio",),
+        media_config: JSON | None = None,
+        participant_capacity: int | None = None,
+        deadline: float | None = None,
+    ) -> None:
+        """Answer with service-hosted media (Graph plays prompts and hears tones), to ``WEBHOOK_CALLBACK_URL``.
+
+        Retries that Graph asks for end before ``deadline`` (default: 15 s from now, Graph's own limit).
+        """
+        callback = callback_uri or self.callback_url
+        if not callback:
+            raise GraphNotConfigured("answer() needs WEBHOOK_CALLBACK_URL, the public https URL of this receiver")
+        body: JSON = {
+            "callbackUri": callback,
+            "acceptedModalities": list(modalities),
+            "mediaConfig": media_config or {"@odata.type": GRAPH + "serviceHostedMediaConfig"},
+        }
+        if participant_capacity is not None:
+            body["participantCapacity"] = participant_capacity
+        self._post("answer", body, deadline=deadline or time.monotonic() + ANSWER_DEADLINE_SECONDS)
+
+    def reject(self, reason: str = "none", *, callback_uri: str | None = None) -> None:
+        """Reject an incoming call: ``none``, ``busy`` or ``forbidden``."""
+        body: JSON = {"reason": reason}
+        if callback_uri:
+            body["callbackUri"] = callback_uri
+        self._post("reject", body)
+
+    def redirect(self, *targets: JSON, timeout: int | None = None) -> None:
+        """Redirect an incoming call to up to 25 ``targets`` (:func:`identity`), ringing ``timeout`` s (15-90)."""
+        body: JSON = {"targets": list(targets)}
+        if timeout is not None:
+            body["timeout"] = timeout
+        self._post("redirect", body)
+
+    # During the call
+
+    def transfer(self, target: JSON, *, transferee: JSON | None = None) -> None:
+        body: JSON = {"transferTarget": target}
+        if transferee is not None:
+            body["transferee"] = transferee
+        self._post("transfer", body)
+
+    def play_prompt(self, *prompts: str | MediaPrompt, client_context: str | None = None) -> Operation:
+        """Play media URIs or :class:`MediaPrompt`s, in order (at most 20)."""
+        return self._operation(
+            "playPrompt", "playPrompt", _body(prompts=_prompts(prompts), clientContext=client_context)
+        )
+
+    def record_response(
+        self,
+        *prompts: str | MediaPrompt,
+        barge_in: bool = True,
+        initial_silence_timeout: int = 5,
+        max_silence_timeout: int = 5,
+        max_record_duration: int = 30,
+        play_beep: bool = True,
+        stop_tones: Iterable[str] = ("#",),
+        client_context: str | None = None,
+    ) -> Operation:
+        body = _body(
+            prompts=_prompts(prompts),
+            bargeInAllowed=barge_in,
+            initialSilenceTimeoutInSeconds=initial_silence_timeout,
+            maxSilenceTimeoutInSeconds=max_silence_timeout,
+            maxRecordDurationInSeconds=max_record_duration,
+            playBeep=play_beep,
+            stopTones=list(stop_tones),
+            clientContext=client_context,
+        )
+        return self._operation("recordResponse", "record", body)
+
+    def subscribe_to_tone(self, *, client_context: str | None = None) -> Operation:
+        return self._operation("subscribeToTone", "subscribeToTone", _body(clientContext=client_context))
+
+    def send_dtmf_tones(
+        self, tones: Iterable[str], *, delay_ms: int | None = None, client_context: str | None = None
+    ) -> Operation:
+        body = _body(tones=list(tones), delayBetweenTonesMs=delay_ms, clientContext=client_context)
+        return self._operation("sendDtmfTones", "sendDtmfTones", body)
+
+    def cancel_media_processing(self, *, client_context: str | None = None) -> Operation:
+        return self._operation("cancelMediaProcessing", "cancelMediaProcessing", _body(clientContext=client_context))
+
+    def keep_alive(self) -> None:
+        """Tell Graph the bot still has the call (at least every 45 minutes, or Graph ends it with 408/8537)."""
+        self._post("keepAlive")
+
+    def mute(self, *, client_context: str | None = None) -> Operation:
+        return self._operation("mute", "muteParticipant", _body(clientContext=client_context))
+
+    def unmute(self, *, client_context: str | None = None) -> Operation:
+        return self._operation("unmute", "unmuteParticipant", _body(clientContext=client_context))
+
+    def update_recording_status(self, status: str, *, client_context: str | None = None) -> Operation:
+        """``recording``, ``notRecording`` or ``failed`` (compliance recording bots)."""
+        body = _body(status=status, clientContext=client_context)
+        return self._operation("updateRecordingStatus", "updateRecordingStatus", body)
+
+    def invite(self, *participants: JSON, client_context: str | None = None) -> Operation:
+        """Invite up to 5 participants (:func:`identity`) into the call."""
+        body = _body(participants=list(participants), clientContext=client_context)
+        return self._operation("participants/invite", "inviteParticipants", body)
+
+    def hang_up(self) -> None:
+        """End the bot's leg of the call (``DELETE``): Graph then sends terminating, then terminated."""
+        path = f"/communications/calls/{self.call_id}"
+        self.client.request("DELETE", path, tenant_id=self.tenant_id, action="delete", call_id=self.call_id)
+
+    # Reading
+
+    def get(self) -> JSON:
+        """The call as Graph has it now."""
+        path = f"/communications/calls/{self.call_id}"
+        body = self.client.request("GET", path, tenant_id=self.tenant_id, action="get", call_id=self.call_id).body
+        return body if isinstance(body, dict) else {}
+
+    def participants(self) -> list[JSON]:
+        path = f"/communications/calls/{self.call_id}/participants"
+        body = self.client.request(
+            "GET", path, tenant_id=self.tenant_id, action="participants", call_id=self.call_id
+        ).body
+        value = body.get("value") if isinstance(body, dict) else None
+        return value if isinstance(value, list) else []
+
+
+def _body(**fields: Any) -> JSON:
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+@dataclass(frozen=True)
+class Binder:
+    """What binds a call to the calls API: the app's client and the callback URL its answers name."""
+
+    client: GraphClient
+    callback_url: str
+
+    def bind(self, call_id: str, tenant_id: str) -> CallActions:
+        return CallActions(self.client, call_id, tenant_id, self.callback_url)
+
+
+_BINDER: contextvars.ContextVar[Binder | None] = contextvars.ContextVar("webhook_actions_binder", default=None)
+
+
+@contextmanager
+def binding(binder: Binder | None) -> Iterator[None]:
+    """While handlers run: the binder that their ``actions`` argument comes from (set by the delivery)."""
+    token = _BINDER.set(binder)
+    try:
+        yield
+    finally:
+        _BINDER.reset(token)
+
+
+def actions_for_event(kwargs: Mapping[str, Any]) -> CallActions:
+    """The ``actions`` of a handler, for the event's call and its tenant (the verified ``tid``, else the call's
+    ``tenantId``)."""
+    binder = _BINDER.get()
+    call = kwargs.get("call")
+    if binder is None or call is None:
+        raise GraphNotConfigured("actions are given to handlers of call events that the receiver delivers")
+    claims = getattr(kwargs.get("notification"), "claims", None)
+    tenant = getattr(claims, "tenant_id", None) or call.data.get("tenantId")
+    if not tenant:
+        raise GraphNotConfigured(f"the tenant of call {call.id} is unknown (no verified token, no tenantId)")
+    return binder.bind(call.id, str(tenant))
