@@ -107,6 +107,8 @@ class GraphClient:
 
     @staticmethod
     def _credential_of(secret: str, certificate_path: str, thumbprint: str) -> Any:
+        """msal's credential; a :class:`GraphNotConfigured` to raise at the first token, not at start-up: a
+        receiver whose handlers never act needs no credentials."""
         if certificate_path:
             if not thumbprint:
                 return GraphNotConfigured("WEBHOOK_CLIENT_CERTIFICATE_PATH needs WEBHOOK_CLIENT_CERTIFICATE_THUMBPRINT")
