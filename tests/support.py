@@ -213,3 +213,21 @@ class Served:
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+def serve_bot(fake: Any, tmp_path: Path, admin_token: str, **settings: Any) -> Served:
+    """A receiver for a fake Graph: trusting its keys, acting through it, served on 127.0.0.1 as its callback."""
+    from webhook import create_app
+
+    app = create_app(
+        {
+            **fake.settings(),
+            "STORE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
+            "ADMIN_TOKEN": admin_token,
+            "OUTBOX_SWEEP_SECONDS": 0,
+            **settings,
+        }
+    )
+    served = Served(app, admin_token)
+    fake.callback_url = served.url
+    return served

@@ -22,7 +22,7 @@ from webhook.fakegraph import QUIRKS, FakeGraph
 from webhook.http import EXTENSION
 
 from .conftest import ADMIN_TOKEN
-from .support import Served, free_port
+from .support import Served, free_port, serve_bot
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SCOPE = "https://graph.microsoft.com/.default"
@@ -37,19 +37,9 @@ def fake() -> Iterator[FakeGraph]:
 
 @pytest.fixture
 def bot(fake: FakeGraph, tmp_path: Path) -> Iterator[Served]:
-    app = create_app(
-        {
-            "APP_ID": fake.app_id,
-            "OPENID_CONFIG_URL": fake.config_url,
-            "STORE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
-            "ADMIN_TOKEN": ADMIN_TOKEN,
-            "OUTBOX_SWEEP_SECONDS": 0,
-        }
-    )
-    served = Served(app, ADMIN_TOKEN)
-    fake.callback_url = served.url
+    served = serve_bot(fake, tmp_path, ADMIN_TOKEN)
     yield served
-    served.server.shutdown()
+    served.stop()
 
 
 class Graph:

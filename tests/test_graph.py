@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from webhook import create_app, on
+from webhook import on
 from webhook.actions import CallActions, MediaPrompt, identity
 from webhook.errors import CallGone, GraphError, GraphForbidden, GraphNotConfigured, GraphThrottled, GraphUnreachable
 from webhook.fakegraph import FakeGraph
@@ -17,7 +17,7 @@ from webhook.graph import GraphClient, actions_for
 from webhook.http import EXTENSION
 
 from .conftest import ADMIN_TOKEN
-from .support import Served
+from .support import Served, serve_bot
 
 
 @pytest.fixture
@@ -28,18 +28,7 @@ def fake() -> Iterator[FakeGraph]:
 
 @pytest.fixture
 def bot(fake: FakeGraph, tmp_path: Path) -> Iterator[Served]:
-    app = create_app(
-        {
-            **fake.settings(),
-            "GRAPH_CA_BUNDLE": fake.ca_bundle,
-            "CALLBACK_URL": "https://bot.contoso.com/api/calls",
-            "STORE_URL": f"sqlite:///{tmp_path / 'bot.sqlite3'}",
-            "ADMIN_TOKEN": ADMIN_TOKEN,
-            "OUTBOX_SWEEP_SECONDS": 0,
-        }
-    )
-    served = Served(app, ADMIN_TOKEN)
-    fake.callback_url = served.url
+    served = serve_bot(fake, tmp_path, ADMIN_TOKEN, CALLBACK_URL="https://bot.contoso.com/api/calls")
     yield served
     served.stop()
 
