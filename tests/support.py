@@ -202,9 +202,9 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 class Served:
     """A receiver on 127.0.0.1 (werkzeug, threaded), as Graph reaches it."""
 
-    def __init__(self, app: Any, admin_token: str) -> None:
+    def __init__(self, app: Any, admin_token: str, port: int = 0) -> None:
         self.app, self.admin = app, {"Authorization": f"Bearer {admin_token}"}
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.server = make_server("127.0.0.1", port, app, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}/api/calls"
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
@@ -216,9 +216,12 @@ class Served:
 
 
 def serve_bot(fake: Any, tmp_path: Path, admin_token: str, **settings: Any) -> Served:
-    """A receiver for a fake Graph: trusting its keys, acting through it, served on 127.0.0.1 as its callback."""
+    """A receiver for a fake Graph: trusting its keys, acting through it, served on 127.0.0.1 as its callback
+    (the port is chosen first, so that the receiver's WEBHOOK_CALLBACK_URL names it)."""
     from webhook import create_app
 
+    port = free_port()
+    fake.callback_url = f"http://127.0.0.1:{port}/api/calls"
     app = create_app(
         {
             **fake.settings(),
@@ -228,6 +231,4 @@ def serve_bot(fake: Any, tmp_path: Path, admin_token: str, **settings: Any) -> S
             **settings,
         }
     )
-    served = Served(app, admin_token)
-    fake.callback_url = served.url
-    return served
+    return Served(app, admin_token, port)

@@ -3,6 +3,7 @@ authorities), through a real receiver on a real port with JWT verification on.""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ def fake() -> Iterator[FakeGraph]:
 
 @pytest.fixture
 def bot(fake: FakeGraph, tmp_path: Path) -> Iterator[Served]:
-    served = serve_bot(fake, tmp_path, ADMIN_TOKEN, CALLBACK_URL="https://bot.contoso.com/api/calls")
+    served = serve_bot(fake, tmp_path, ADMIN_TOKEN)
     yield served
     served.stop()
 
@@ -199,7 +200,7 @@ def test_actions_for_a_call_outside_a_handler(fake: FakeGraph, bot: Served) -> N
     call = fake.ring()
     with bot.app.app_context():
         act = actions_for(call.id, fake.tenant_id)
-        assert act.callback_url == "https://bot.contoso.com/api/calls"
+        assert act.callback_url == fake.callback_url  # WEBHOOK_CALLBACK_URL
         act.reject()
     fake.settle()
     assert bot.call(call.id)["state"] == "terminated"
@@ -226,3 +227,46 @@ def test_a_handler_asking_for_actions_where_none_can_be_given_is_refused() -> No
 
     @on.stale
     def fine(call: Any, actions: Any) -> None: ...
+
+
+def test_a_deferred_handler_waits_for_its_prompt_and_for_a_state_through_the_store(
+    fake: FakeGraph, bot: Served
+) -> None:
+    seen: list[str] = []
+
+    @on.call_state("incoming", deferred=True)
+    def answer_then_wait(actions: CallActions) -> None:
+        actions.answer()
+        seen.append(f"now {actions.wait_for_state('established', timeout=10).state}")
+
+    @on.media_active(deferred=True)
+    def play_and_wait(actions: CallActions) -> None:
+        started = actions.play_prompt("https://bot.contoso.com/menu.wav", client_context="menu")
+        finished = started.wait(timeout=10)
+        seen.append(f"{finished.type} {finished.status} {finished.completion_reason}")
+        actions.hang_up()
+
+    fake.operation_seconds["playPrompt"] = 0.5
+    call = fake.ring()
+    deadline = time.monotonic() + 10
+    while len(seen) < 2 and time.monotonic() < deadline:
+        fake.advance(0.1)  # the fake's clock runs on while the handlers wait: the prompt plays for 0.5 s of it
+        fake.settle()
+        time.sleep(0.02)
+    assert seen == ["now established", "playPrompt completed completedSuccessfully"]
+    fake.settle()
+    bot.app.extensions[EXTENSION].delivery.drain()
+    assert bot.call(call.id)["state"] == "terminated"
+
+
+def test_waiting_ends_with_a_clear_timeout(fake: FakeGraph, bot: Served) -> None:
+    call = fake.ring()
+    with bot.app.app_context():
+        act = actions_for(call.id, fake.tenant_id)
+        with pytest.raises(TimeoutError, match=r"was not established within 0.2s \(it is incoming\)"):
+            act.wait_for_state("established", timeout=0.2)
+        act.answer()
+        fake.settle()
+        fake.operation_seconds["playPrompt"] = 60
+        with pytest.raises(TimeoutError, match="no result of playPrompt"):
+            act.play_prompt("https://x/long.wav").wait(timeout=0.2)

@@ -11,11 +11,14 @@ import contextvars
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import GraphNotConfigured
 from .graph import GraphClient
+from .model import Call
+from .resources import canonical_id
+from .store.base import CallStore
 
 GRAPH = "#microsoft.graph."
 #: Graph drops an incoming call not answered within 15 s; the answer's retries must end before that.
@@ -48,9 +51,11 @@ class Operation:
     client_context: str | None
     call_id: str
     result_info: JSON | None = None
+    completion_reason: str | None = None
+    store: CallStore | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_graph(cls, body: Any, call_id: str, kind: str) -> Operation:
+    def from_graph(cls, body: Any, call_id: str, kind: str, store: CallStore | None = None) -> Operation:
         body = body if isinstance(body, dict) else {}
         return cls(
             str(body.get("id") or ""),
@@ -59,7 +64,50 @@ class Operation:
             body.get("clientContext"),
             call_id,
             body.get("resultInfo"),
+            body.get("completionReason"),
+            store,
         )
+
+    @property
+    def done(self) -> bool:
+        return self.status not in ("running", "notStarted")
+
+    def wait(self, timeout: float = 30.0, *, poll: float = 0.05) -> Operation:
+        """The operation once its result arrived: read from the store, so it works whichever worker or
+        instance received the result. Raises ``TimeoutError`` when none came within ``timeout`` seconds (the
+        result is still delivered to ``@on.operation`` handlers whenever it comes)."""
+        if self.done:
+            return self
+        if self.store is None:
+            raise GraphNotConfigured("Operation.wait() needs the receiver's store: use the actions of a handler")
+        deadline = time.monotonic() + timeout
+        while True:
+            call = self.store.get(self.call_id)
+            found = (call.operations if call is not None else {}).get(canonical_id(self.id))
+            if found is not None and found.get("status") not in (None, "running", "notStarted"):
+                return replace(
+                    self,
+                    status=str(found["status"]),
+                    result_info=found.get("resultInfo"),
+                    completion_reason=found.get("completionReason"),
+                )
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"no result of {self.type} operation {self.id} on call {self.call_id} in {timeout}s")
+            time.sleep(poll)
+
+
+def wait_for_state(store: CallStore, call_id: str, state: str, timeout: float = 30.0, *, poll: float = 0.05) -> Call:
+    """The call once the store has it in ``state`` (or ended): for handler code that must wait for a state.
+    Raises ``TimeoutError``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        call = store.get(canonical_id(call_id))
+        if call is not None and (call.state == state or call.state == "terminated"):
+            return call
+        if time.monotonic() >= deadline:
+            current = call.state if call is not None else "unknown"
+            raise TimeoutError(f"call {call_id} was not {state} within {timeout}s (it is {current})")
+        time.sleep(poll)
 
 
 def identity(
@@ -87,8 +135,11 @@ def _prompts(prompts: Iterable[str | MediaPrompt]) -> list[JSON]:
 class CallActions:
     """The calls API bound to one call and its tenant. ``callback_url`` is what ``answer()`` tells Graph."""
 
-    def __init__(self, client: GraphClient, call_id: str, tenant_id: str, callback_url: str = "") -> None:
+    def __init__(
+        self, client: GraphClient, call_id: str, tenant_id: str, callback_url: str = "", store: CallStore | None = None
+    ) -> None:
         self.client, self.call_id, self.tenant_id, self.callback_url = client, call_id, tenant_id, callback_url
+        self.store = store
 
     def __repr__(self) -> str:
         return f"CallActions(call {self.call_id}, tenant {self.tenant_id})"
@@ -106,7 +157,13 @@ class CallActions:
         ).body
 
     def _operation(self, action: str, kind: str, body: JSON) -> Operation:
-        return Operation.from_graph(self._post(action, body), self.call_id, kind)
+        return Operation.from_graph(self._post(action, body), self.call_id, kind, self.store)
+
+    def wait_for_state(self, state: str, timeout: float = 30.0) -> Call:
+        """Wait until the receiver's store has this call in ``state`` (or ended); see :func:`wait_for_state`."""
+        if self.store is None:
+            raise GraphNotConfigured("wait_for_state() needs the receiver's store: use the actions of a handler")
+        return wait_for_state(self.store, self.call_id, state, timeout)
 
     # Answering an incoming call
 
@@ -250,9 +307,10 @@ class Binder:
 
     client: GraphClient
     callback_url: str
+    store: CallStore | None = None
 
     def bind(self, call_id: str, tenant_id: str) -> CallActions:
-        return CallActions(self.client, call_id, tenant_id, self.callback_url)
+        return CallActions(self.client, call_id, tenant_id, self.callback_url, self.store)
 
 
 _BINDER: contextvars.ContextVar[Binder | None] = contextvars.ContextVar("webhook_actions_binder", default=None)

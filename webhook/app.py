@@ -101,7 +101,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
         clock=utc_now,
     )
     graph = GraphClient.from_settings(settings)
-    delivery.binder = Binder(graph, settings.callback_url)
+    delivery.binder = Binder(graph, settings.callback_url, store)
     plugins = load_plugins(app, settings.plugins, autoload=not settings.disable_plugin_autoload)
     journal = None
     if settings.journal == "on" or settings.journal_rejected == "on":

@@ -318,4 +318,4 @@ def actions_for(call_id: str, tenant_id: str) -> Any:
     from .http import EXTENSION
 
     state = current_app.extensions[EXTENSION]
-    return CallActions(state.graph, call_id, tenant_id, state.settings.callback_url)
+    return CallActions(state.graph, call_id, tenant_id, state.settings.callback_url, state.store)
