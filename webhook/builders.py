@@ -110,9 +110,11 @@ def participant(
     muted: bool = False,
     sequence: int | None = None,
     identity_id: str | None = None,
+    kind: str | None = None,
 ) -> JSON:
-    """One roster entry; ``application=True`` makes it a bot's own participant."""
-    kind = "application" if application else "user"
+    """One roster entry; ``application=True`` makes it a bot's own participant, ``kind`` names any other
+    identity (``phone``, ``guest``...)."""
+    kind = kind or ("application" if application else "user")
     entry: JSON = {
         "@odata.type": GRAPH + "participant",
         "info": {

@@ -37,9 +37,10 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from ..builders import GRAPH, JSON
 from ..testing import LocalGraphKeys
 from . import calls as graph
-from .calls import ANSWER_DEADLINE_SECONDS, GRAPH, JSON, FakeCall, GraphError
+from .calls import ANSWER_DEADLINE_SECONDS, FakeCall, GraphError
 from .notifier import Delivery, Notifier
 from .server import STATUS_CODES, aad_error, graph_error, handler, route as route_of
 from .tls import local_certificate, server_context
@@ -297,14 +298,8 @@ class FakeGraph:
 
     def hang_up(self, call: FakeCall, *, wait: bool = True) -> None:
         """The other side hangs up: ``deleted`` with 200/4097 (ended by the other participant)."""
-        ended = {
-            "@odata.type": GRAPH + "resultInfo",
-            "code": 200,
-            "subcode": 4097,
-            "message": "Call ended by other participant.",
-        }
         with self._lock:
-            notifications = call.end(ended)
+            notifications = call.end(graph.ENDED_BY_OTHER)
         self._notify(call, notifications, wait=wait)
 
     def app_token(self, tenant_id: str | None = None) -> str:

@@ -15,33 +15,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-JSON = dict[str, Any]
-GRAPH = "#microsoft.graph."
+from .. import builders
+from ..builders import GRAPH, JSON, result_info
 
 #: Graph ends an incoming call nobody answered after this long (15 s, Microsoft's "Incoming call" guidance).
 ANSWER_DEADLINE_SECONDS = 15.0
 #: ... and an established call without a keepAlive for this long (45 minutes, the keepAlive page).
 KEEPALIVE_LIMIT_SECONDS = 45 * 60.0
 
-ENDED_BY_BOT = {"@odata.type": GRAPH + "resultInfo", "code": 200, "subcode": 7000, "message": "Call ended by bot."}
-TRANSFERRED = {"@odata.type": GRAPH + "resultInfo", "code": 0, "subcode": 7015, "message": "Transfer completed."}
-TRANSFER_FAILED = {"@odata.type": GRAPH + "resultInfo", "code": 500, "subcode": 7000, "message": "Transfer failed."}
-KEEPALIVE_TIMEOUT = {"@odata.type": GRAPH + "resultInfo", "code": 408, "subcode": 8537, "message": "Keep Alive timeout"}
+ENDED_BY_BOT = result_info(200, 7000, "Call ended by bot.")
+TRANSFERRED = result_info(0, 7015, "Transfer completed.")
+TRANSFER_FAILED = result_info(500, 7000, "Transfer failed.")
+KEEPALIVE_TIMEOUT = result_info(408, 8537, "Keep Alive timeout")
 # Undocumented: what an unanswered incoming call ends with. The Delete-call page lists 408/1106 ("call acceptance
 # not acknowledged in time"), which is what bots report seeing.
-NOT_ANSWERED = {
-    "@odata.type": GRAPH + "resultInfo",
-    "code": 408,
-    "subcode": 1106,
-    "message": "Call acceptance not acknowledged in time.",
-}
-SUCCEEDED = {"@odata.type": GRAPH + "resultInfo", "code": 200, "subcode": 0, "message": "Action completed."}
-CANCELLED = {
-    "@odata.type": GRAPH + "resultInfo",
-    "code": 400,
-    "subcode": 8508,
-    "message": "Action failed, the operation was cancelled.",
-}
+NOT_ANSWERED = result_info(408, 1106, "Call acceptance not acknowledged in time.")
+SUCCEEDED = result_info(200, 0, "Action completed.")
+CANCELLED = result_info(400, 8508, "Action failed, the operation was cancelled.")
+ENDED_BY_OTHER = result_info(200, 4097, "Call ended by other participant.")
+REDIRECTED = result_info(0, 0, "Call redirected.")
 
 
 class GraphError(Exception):
@@ -168,26 +160,9 @@ class FakeCall:
         return [self.changed("deleted", resultInfo=result)]
 
 
-def participant(name: str, *, kind: str = "user", muted: bool = False, participant_id: str | None = None) -> JSON:
+def participant(name: str, *, kind: str = "user", muted: bool = False) -> JSON:
     """A roster entry as Graph sends it (``isMuted``, ``mediaStreams``, the identity of ``kind``)."""
-    return {
-        "@odata.type": GRAPH + "participant",
-        "id": participant_id or str(uuid.uuid4()),
-        "info": {
-            "@odata.type": GRAPH + "participantInfo",
-            "identity": {"@odata.type": GRAPH + "identitySet", kind: {"displayName": name, "id": str(uuid.uuid4())}},
-        },
-        "isMuted": muted,
-        "isInLobby": False,
-        "mediaStreams": [
-            {
-                "@odata.type": GRAPH + "mediaStream",
-                "mediaType": "audio",
-                "direction": "sendReceive",
-                "serverMuted": False,
-            }
-        ],
-    }
+    return builders.participant(str(uuid.uuid4()), name, kind=kind, muted=muted)
 
 
 @dataclass
@@ -261,7 +236,7 @@ def redirect(call: FakeCall, body: JSON, now: float) -> Reply:
         raise bad_request("At most 25 redirect targets.")
     return Reply(
         202,
-        then=call.end({"@odata.type": GRAPH + "resultInfo", "code": 0, "subcode": 0, "message": "Call redirected."}),
+        then=call.end(REDIRECTED),
     )
 
 

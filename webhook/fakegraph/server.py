@@ -9,7 +9,8 @@ import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
-from .calls import JSON, GraphError
+from ..builders import JSON
+from .calls import GraphError
 
 if TYPE_CHECKING:
     from . import FakeGraph
