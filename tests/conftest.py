@@ -17,7 +17,7 @@ from webhook import create_app
 from webhook.plugins import HANDLERS
 from webhook.signals import SIGNALS
 
-from .support import CAPTURED, DOCS, NO_PAYLOADS, Gunicorn, RedisServer, redis_answers
+from .support import CAPTURED, DOCS, NO_PAYLOADS, Gunicorn, RedisServer, Served, redis_answers, serve_bot
 
 ADMIN_TOKEN = "admin-secret-for-tests"
 
@@ -207,3 +207,11 @@ def any_store_settings(request: pytest.FixtureRequest, store_url: str) -> dict[s
         "STORE_URL": request.getfixturevalue("redis_server"),
         "REDIS_PREFIX": request.getfixturevalue("redis_prefix"),
     }
+
+
+@pytest.fixture
+def bot(fake: Any, tmp_path: Path) -> Iterator[Served]:
+    """A receiver for the module's ``fake`` Graph (its own fixture: http or https), served as its callback."""
+    served = serve_bot(fake, tmp_path, ADMIN_TOKEN)
+    yield served
+    served.stop()

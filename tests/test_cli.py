@@ -41,6 +41,20 @@ def post_once_up(port: int, call_id: str, tries: int = 100) -> int:
     return 0
 
 
+def serve_and_post(
+    command: list[str], env: dict[str, str], port: int, call_id: str, cwd: Path | None = None
+) -> tuple[int, str]:
+    """Start ``comms-webhook serve`` as given, POST one incoming call once it answers, stop it (SIGTERM); return
+    the POST's status and everything the server printed."""
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        status = post_once_up(port, call_id)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output = process.communicate(timeout=30)[0].decode()
+    return status, output
+
+
 @pytest.fixture
 def stored_calls(monkeypatch: pytest.MonkeyPatch, store_url: str, poster: Any) -> list[str]:
     monkeypatch.setenv("WEBHOOK_STORE_URL", store_url)
@@ -87,13 +101,8 @@ def test_serve_starts_gunicorn_on_sqlite(tmp_path: Path) -> None:
         "WEBHOOK_STORE_URL": f"sqlite:///{tmp_path}/calls.sqlite3",
     }
     command = [sys.executable, "-m", "webhook.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    call_id = new_id()
-    try:
-        assert post_once_up(port, call_id) == 202
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0].decode()
+    status, output = serve_and_post(command, env, port, new_id())
+    assert status == 202
     assert "NOT authenticated" in output
     assert "Booting worker" in output
 
@@ -132,12 +141,8 @@ def test_serve_starts_while_the_store_is_unreachable_and_never_prints_its_passwo
         "WEBHOOK_JOURNAL_DIR": str(tmp_path / "journal"),
     }
     command = [sys.executable, "-m", "webhook.cli", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    try:
-        assert post_once_up(port, new_id()) == 503  # the workers booted; the store answers once Redis does
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0].decode()
+    status, output = serve_and_post(command, env, port, new_id())
+    assert status == 503  # the workers booted; the store answers once Redis does
     assert f"store redis://:***@127.0.0.1:{env['WEBHOOK_STORE_URL'].rsplit(':', 1)[1]}" in output
     assert password not in output
 
@@ -266,15 +271,9 @@ def test_serve_from_the_bots_folder_with_port_web_concurrency_and_a_plugin_besid
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEBHOOK_")}
     env.update(PORT=str(port), WEB_CONCURRENCY="3", WEBHOOK_PLUGINS="mybot", WEBHOOK_AUTH="disabled")
     script = Path(sys.executable).with_name("comms-webhook")
-    process = subprocess.Popen(
-        [str(script), "serve"], cwd=folder, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
     call_id = new_id()
-    try:
-        assert post_once_up(port, call_id) == 202
-    finally:
-        process.send_signal(signal.SIGTERM)
-        output = process.communicate(timeout=30)[0].decode()
+    status, output = serve_and_post([str(script), "serve"], env, port, call_id, cwd=folder)
+    assert status == 202
     assert f"serving on http://0.0.0.0:{port}/api/calls" in output
     assert f"data folder {folder / 'instance'}" in output
     assert output.count("Booting worker") == 3

@@ -22,7 +22,7 @@ from webhook.fakegraph import QUIRKS, FakeGraph
 from webhook.http import EXTENSION
 
 from .conftest import ADMIN_TOKEN
-from .support import Served, free_port, serve_bot
+from .support import Served, free_port
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SCOPE = "https://graph.microsoft.com/.default"
@@ -33,13 +33,6 @@ AUDIO = {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}
 def fake() -> Iterator[FakeGraph]:
     with FakeGraph() as graph:
         yield graph
-
-
-@pytest.fixture
-def bot(fake: FakeGraph, tmp_path: Path) -> Iterator[Served]:
-    served = serve_bot(fake, tmp_path, ADMIN_TOKEN)
-    yield served
-    served.stop()
 
 
 class Graph:

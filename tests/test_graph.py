@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,20 +17,13 @@ from webhook.graph import GraphClient, actions_for
 from webhook.http import EXTENSION
 
 from .conftest import ADMIN_TOKEN
-from .support import Served, serve_bot
+from .support import Served
 
 
 @pytest.fixture
 def fake() -> Iterator[FakeGraph]:
     with FakeGraph(tls=True) as graph:
         yield graph
-
-
-@pytest.fixture
-def bot(fake: FakeGraph, tmp_path: Path) -> Iterator[Served]:
-    served = serve_bot(fake, tmp_path, ADMIN_TOKEN)
-    yield served
-    served.stop()
 
 
 def client(fake: FakeGraph, **options: Any) -> GraphClient:
