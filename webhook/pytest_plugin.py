@@ -22,8 +22,8 @@ docs' call lifecycles), ``webhook_on`` (the handler decorators; what a test regi
 from __future__ import annotations
 
 import json
-import socket
 import threading
+import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +36,7 @@ from flask.testing import FlaskClient
 
 from . import builders, simulate
 from .app import create_app
-from .fakegraph import FakeGraph
+from .fakegraph import FakeGraph, free_local_port
 from .model import Call
 from .plugins import HANDLERS, on
 from .replay import Item, collect
@@ -64,10 +64,7 @@ def webhook_settings() -> dict[str, Any]:
 def fake_graph_server(webhook_keys: LocalGraphKeys) -> Iterator[FakeGraph]:
     """The fake Graph behind ``fake_graph`` (https, as Graph: msal talks to nothing else), with the port the
     receiver will listen on chosen already, so that the receiver's WEBHOOK_CALLBACK_URL can name it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    callback = f"http://127.0.0.1:{port}/api/calls"
+    callback = f"http://127.0.0.1:{free_local_port()}/api/calls"
     with FakeGraph(callback, app_id=TEST_APP_ID, tenant_id=TEST_TENANT, keys=webhook_keys, tls=True) as fake:
         yield fake
 
@@ -100,8 +97,8 @@ def fake_graph(fake_graph_server: FakeGraph, webhook_app: Flask) -> Iterator[Fak
     your handlers act, assert on ``fake_graph.requests`` and ``fake_graph.calls``."""
     from werkzeug.serving import make_server
 
-    port = int(fake_graph_server.callback_url.rsplit(":", 1)[1].split("/", 1)[0])
-    server = make_server("127.0.0.1", port, webhook_app, threaded=True)
+    port = urllib.parse.urlsplit(fake_graph_server.callback_url).port
+    server = make_server("127.0.0.1", port or 0, webhook_app, threaded=True)
     threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         yield fake_graph_server

@@ -102,20 +102,17 @@ def simulate_through_fake(run: Trial, count: int, *, duplicates: float, reorder:
     127.0.0.1), notifications duplicated and reordered at the given rates; the calls nobody answered end as
     Graph ends them (15 s on the fake's clock). Every call must be in the receiver's store as it is in Graph."""
     import random
-    import socket
     import threading
     from collections import Counter
 
     from werkzeug.serving import make_server
 
-    from ..fakegraph import ANSWER_DEADLINE_SECONDS, FakeGraph
+    from ..fakegraph import ANSWER_DEADLINE_SECONDS, FakeGraph, free_local_port
     from ..http import EXTENSION
 
     rng = random.Random(seed)
     outcomes: Counter[tuple[str, bool]] = Counter()
-    with socket.socket() as probe:  # the receiver's port, known before its app: answer() names it
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_local_port()  # the receiver's, known before its app is built: answer() names it
     with FakeGraph(f"http://127.0.0.1:{port}/api/calls", tls=True) as fake:
         try:
             app = run.app(AUTH="jwt", **fake.settings())

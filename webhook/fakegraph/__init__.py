@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import secrets
+import socket
 import ssl
 import threading
 import time
@@ -55,6 +56,7 @@ __all__ = [
     "FakeGraph",
     "GraphError",
     "RecordedRequest",
+    "free_local_port",
 ]
 
 DEFAULT_APP_ID = "11111111-2222-3333-4444-555555555555"
@@ -542,6 +544,13 @@ class FakeGraph:
         if reply.then:
             self.notifier.send(call.callback_uri, call.tenant_id, reply.then)
         return reply.status, reply.body, reply.headers
+
+
+def free_local_port() -> int:
+    """A port free on 127.0.0.1 now: for a receiver whose callback URL must be known before it starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def _info(name: str, kind: str, identity_id: str | None = None) -> JSON:
