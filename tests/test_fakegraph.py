@@ -22,7 +22,7 @@ from webhook.fakegraph import QUIRKS, FakeGraph
 from webhook.http import EXTENSION
 
 from .conftest import ADMIN_TOKEN
-from .support import Served, free_port
+from .support import Served, free_port, history_states
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 SCOPE = "https://graph.microsoft.com/.default"
@@ -93,7 +93,7 @@ def test_a_whole_call_answered_greeted_and_hung_up_by_the_bots_own_handlers(fake
     fake.settle()
     elapsed = time.monotonic() - started
     stored = bot.call(call.id)
-    assert [step["to"] for step in stored["history"]] == [
+    assert history_states(stored) == [
         "incoming",
         "establishing",
         "established",
@@ -202,7 +202,7 @@ def test_a_failed_transfer_goes_back_to_established(fake: FakeGraph, bot: Served
     assert graph.post(call.id, "transfer", {"transferTarget": {"endpointType": "fail"}}).status_code == 202
     fake.settle()
     stored = bot.call(call.id)
-    assert [step["to"] for step in stored["history"]][-2:] == ["transferring", "established"]
+    assert history_states(stored)[-2:] == ["transferring", "established"]
 
 
 def test_a_group_call_whose_roster_changes(fake: FakeGraph, bot: Served) -> None:
@@ -295,7 +295,7 @@ def test_notification_faults_drop_duplicate_reorder_and_silence(fake: FakeGraph,
     fake.drop_next()  # establishing never arrives
     graph.answer(dropped.id)
     fake.settle()
-    assert [step["to"] for step in bot.call(dropped.id)["history"]] == ["incoming", "established"]
+    assert history_states(bot.call(dropped.id)) == ["incoming", "established"]
 
     doubled = fake.ring()
     fake.duplicate_next(3)

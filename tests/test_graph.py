@@ -17,7 +17,7 @@ from webhook.graph import GraphClient, actions_for
 from webhook.http import EXTENSION
 
 from .conftest import ADMIN_TOKEN
-from .support import Served
+from .support import Served, history_states
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_a_bot_of_three_handlers_answers_greets_and_hangs_up(fake: FakeGraph, bo
     call = fake.ring()
     fake.settle()
     stored = bot.call(call.id)
-    assert [step["to"] for step in stored["history"]] == [
+    assert history_states(stored) == [
         "incoming",
         "establishing",
         "established",
