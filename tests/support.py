@@ -22,6 +22,8 @@ from webhook.schemas import load_notifications
 from webhook.state import Event, decide
 
 ROOT = Path(__file__).resolve().parent.parent
+#: gunicorn's settings as shipped: what the Procfile, the Dockerfile and the systemd unit run.
+SHIPPED_GUNICORN = ROOT / "deploy" / "gunicorn.conf.py"
 #: Microsoft's and a third party's payloads live beside the repository and are never copied into it.
 PAYLOADS = Path(os.environ.get("COMMS_WEBHOOK_PAYLOADS", ROOT.parent / "shared" / "payloads"))
 DOCS = PAYLOADS / "graph-docs"
@@ -90,9 +92,11 @@ class Gunicorn:
         log: Path,
         threads: int | None = 1,
         config: Path | None = None,
+        port: int | None = None,
     ) -> None:
-        """``workers`` and ``threads`` of None leave them to ``config`` (the shipped settings, say)."""
-        self.port = free_port()
+        """``workers`` and ``threads`` of None leave them to ``config`` (the shipped settings, say); ``port``
+        chosen beforehand when the app must know its own URL."""
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         command = [

@@ -21,9 +21,7 @@ import pytest
 
 from webhook.builders import envelope, incoming_call, new_id
 
-from .support import ROOT, Gunicorn
-
-SHIPPED = ROOT / "deploy" / "gunicorn.conf.py"
+from .support import SHIPPED_GUNICORN, Gunicorn
 
 pytestmark = pytest.mark.slow
 
@@ -189,7 +187,12 @@ def test_sixteen_slow_sockets_and_a_body_that_never_comes_do_not_keep_graph_wait
     }
     # The shipped settings exactly, as the Procfile, the Dockerfile and the systemd unit run them.
     server = Gunicorn(
-        "webhook:create_app()", workers=None, threads=None, env=env, log=tmp_path / "gunicorn.log", config=SHIPPED
+        "webhook:create_app()",
+        workers=None,
+        threads=None,
+        env=env,
+        log=tmp_path / "gunicorn.log",
+        config=SHIPPED_GUNICORN,
     )
     server.wait_ready("/healthz", {})
     stop = threading.Event()

@@ -188,8 +188,8 @@ def test_a_quiet_call_is_marked_stale_once_and_cleared_by_a_late_notification(
     client.post("/api/calls", json=envelope(call_notification(ended, change_type="deleted")))
     time.sleep(0.4)
     client.post("/api/calls", json=envelope(call_notification(busy, "established")))
-    assert delivery.mark_stale_calls() == 1
-    assert delivery.mark_stale_calls() == 0  # once
+    assert len(delivery.mark_stale_calls()) == 1
+    assert delivery.mark_stale_calls() == []  # once
     assert [kw["call"].id for name, _, kw in recorder.sent if name == "call_stale"] == [quiet]
     doc = client.get(f"/api/calls/{quiet}", headers=ADMIN).get_json()
     assert doc["staleSince"] is not None

@@ -8,10 +8,12 @@ back as a notification, heard by ``@on.operation`` handlers.
 from __future__ import annotations
 
 import contextvars
+import logging
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from .errors import GraphNotConfigured
@@ -19,6 +21,8 @@ from .graph import GraphClient
 from .model import Call
 from .resources import canonical_id
 from .store.base import CallStore
+
+logger = logging.getLogger("webhook.actions")
 
 GRAPH = "#microsoft.graph."
 #: Graph drops an incoming call not answered within 15 s; the answer's retries must end before that.
@@ -132,14 +136,34 @@ def _prompts(prompts: Iterable[str | MediaPrompt]) -> list[JSON]:
     return [(MediaPrompt(p) if isinstance(p, str) else p).to_graph() for p in prompts]
 
 
+def incoming_at(call: Call | None) -> float | None:
+    """When the receiver heard the call come in (epoch seconds), or None if it was never ``incoming`` here."""
+    for step in call.history if call is not None else ():
+        if step.get("to") == "incoming":
+            try:
+                return datetime.fromisoformat(str(step["at"]).replace("Z", "+00:00")).timestamp()
+            except (KeyError, ValueError):
+                return None
+    return None
+
+
 class CallActions:
-    """The calls API bound to one call and its tenant. ``callback_url`` is what ``answer()`` tells Graph."""
+    """The calls API bound to one call and its tenant. ``callback_url`` is what ``answer()`` tells Graph;
+    ``incoming_at`` (epoch) is when the call came in, from which ``answer()`` counts Graph's 15 seconds."""
 
     def __init__(
-        self, client: GraphClient, call_id: str, tenant_id: str, callback_url: str = "", store: CallStore | None = None
+        self,
+        client: GraphClient,
+        call_id: str,
+        tenant_id: str,
+        callback_url: str = "",
+        store: CallStore | None = None,
+        *,
+        incoming_at: float | None = None,
     ) -> None:
         self.client, self.call_id, self.tenant_id, self.callback_url = client, call_id, tenant_id, callback_url
         self.store = store
+        self.incoming_at = incoming_at
 
     def __repr__(self) -> str:
         return f"CallActions(call {self.call_id}, tenant {self.tenant_id})"
@@ -178,11 +202,26 @@ class CallActions:
     ) -> None:
         """Answer with service-hosted media (Graph plays prompts and hears tones), to ``WEBHOOK_CALLBACK_URL``.
 
-        Retries that Graph asks for end before ``deadline`` (default: 15 s from now, Graph's own limit).
+        Retries that Graph asks for end before ``deadline`` (``time.monotonic()``; default: 15 s after the call
+        came in, Graph's own limit). An answer attempted later than that is logged as an error: Graph has most
+        likely dropped the call (408/1106), and the answer fails with :class:`~webhook.errors.CallGone`.
         """
         callback = callback_uri or self.callback_url
         if not callback:
             raise GraphNotConfigured("answer() needs WEBHOOK_CALLBACK_URL, the public https URL of this receiver")
+        left = ANSWER_DEADLINE_SECONDS
+        if self.incoming_at is not None:
+            age = time.time() - self.incoming_at
+            left = max(0.0, ANSWER_DEADLINE_SECONDS - age)
+            if age > ANSWER_DEADLINE_SECONDS:
+                logger.error(
+                    "answering call %s %.1fs after it came in: Graph drops a call not answered within %.0fs "
+                    "(408/1106), so this answer most likely fails. Answer in a handler of call_state('incoming') "
+                    "that runs before the 202 or is deferred without slow work ahead of it",
+                    self.call_id,
+                    age,
+                    ANSWER_DEADLINE_SECONDS,
+                )
         body: JSON = {
             "callbackUri": callback,
             "acceptedModalities": list(modalities),
@@ -190,7 +229,7 @@ class CallActions:
         }
         if participant_capacity is not None:
             body["participantCapacity"] = participant_capacity
-        self._post("answer", body, deadline=deadline or time.monotonic() + ANSWER_DEADLINE_SECONDS)
+        self._post("answer", body, deadline=deadline or time.monotonic() + left)
 
     def reject(self, reason: str = "none", *, callback_uri: str | None = None) -> None:
         """Reject an incoming call: ``none``, ``busy`` or ``forbidden``."""
@@ -309,8 +348,8 @@ class Binder:
     callback_url: str
     store: CallStore | None = None
 
-    def bind(self, call_id: str, tenant_id: str) -> CallActions:
-        return CallActions(self.client, call_id, tenant_id, self.callback_url, self.store)
+    def bind(self, call_id: str, tenant_id: str, *, incoming_at: float | None = None) -> CallActions:
+        return CallActions(self.client, call_id, tenant_id, self.callback_url, self.store, incoming_at=incoming_at)
 
 
 _BINDER: contextvars.ContextVar[Binder | None] = contextvars.ContextVar("webhook_actions_binder", default=None)
@@ -334,7 +373,7 @@ def actions_for_event(kwargs: Mapping[str, Any]) -> CallActions:
     if binder is None or call is None:
         raise GraphNotConfigured("actions are given to handlers of call events that the receiver delivers")
     claims = getattr(kwargs.get("notification"), "claims", None)
-    tenant = getattr(claims, "tenant_id", None) or call.data.get("tenantId")
+    tenant = getattr(claims, "tenant_id", None) or call.tenant_id or call.data.get("tenantId")
     if not tenant:
         raise GraphNotConfigured(f"the tenant of call {call.id} is unknown (no verified token, no tenantId)")
-    return binder.bind(call.id, str(tenant))
+    return binder.bind(call.id, str(tenant), incoming_at=incoming_at(call))

@@ -20,6 +20,7 @@ from .plugins import load_plugins
 from .receiver import Receiver, utc_now
 from .settings import PREFIX, Settings, data_dir, unknown_environment_warnings
 from .store import open_store
+from .upkeep import Upkeep
 
 logger = logging.getLogger("webhook")
 
@@ -102,6 +103,15 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
     )
     graph = GraphClient.from_settings(settings)
     delivery.binder = Binder(graph, settings.callback_url, store)
+    if graph.configured:
+        delivery.upkeep = Upkeep(
+            delivery, graph, keepalive_seconds=settings.keepalive_seconds, resync_stale=settings.resync_stale == "on"
+        )
+    elif receiving and settings.keepalive_seconds > 0:
+        logger.info(
+            "no Graph credentials (WEBHOOK_CLIENT_SECRET or WEBHOOK_CLIENT_CERTIFICATE_PATH): calls are not kept "
+            "alive nor resynced by comms-webhook; a bot that acts through its own Graph client keeps them alive"
+        )
     plugins = load_plugins(app, settings.plugins, autoload=not settings.disable_plugin_autoload)
     journal = None
     if settings.journal == "on" or settings.journal_rejected == "on":

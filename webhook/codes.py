@@ -26,6 +26,8 @@ END_REASONS: dict[tuple[int | None, int], str] = {
     (500, 7000): "The transfer failed; the call stays with the bot.",
     (400, 8508): "The media operation was cancelled.",
     (200, 8515): "The recording completed.",
+    (404, 8522): "Graph no longer has the call (an action, keepAlive or GET answered 404) and said nothing more: "
+    "comms-webhook ended it.",
 }
 
 _GENERIC_BY_CLASS = {

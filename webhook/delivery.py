@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import metrics
 from .actions import Binder, binding
@@ -38,6 +38,9 @@ from .outbox import decode_event, encode_event
 from .signals import SIGNALS, IsolatedSignal, receiver_name
 from .state import Event
 from .store.base import CallStore
+
+if TYPE_CHECKING:
+    from .upkeep import Upkeep
 
 logger = logging.getLogger("webhook.delivery")
 
@@ -168,6 +171,8 @@ class Delivery:
         self._sweeper_pid: int | None = None
         #: The calls API handlers act through (their ``actions`` argument); set by create_app.
         self.binder: Binder | None = None
+        #: Keep-alive and resync through Graph, run by the sweeper; set by create_app when Graph is configured.
+        self.upkeep: Upkeep | None = None
         _DELIVERIES.add(self)
 
     # What the store needs to know
@@ -273,13 +278,14 @@ class Delivery:
             self.deliver(events)
         return len(events)
 
-    def mark_stale_calls(self) -> int:
-        """Mark active calls quiet for ``stale_after_seconds`` as stale and deliver ``call_stale``; return how many.
+    def mark_stale_calls(self) -> list[str]:
+        """Mark active calls quiet for ``stale_after_seconds`` as stale and deliver ``call_stale``; return the
+        ids of the calls this process marked.
 
         Every worker of every instance may sweep: the store lets one of them mark each call.
         """
         seen_before = time.time() - self.stale_after_seconds
-        marked = 0
+        marked: list[str] = []
         for call_id in self.store.quiet_calls(seen_before):
             decision = self.store.mark_stale(
                 call_id,
@@ -290,16 +296,19 @@ class Delivery:
                 needs_delivery=self.needs_delivery,
             )
             if decision is not None:
-                marked += 1
+                marked.append(call_id)
                 metrics.stale_marked.inc()
-                logger.warning("call %s had no notification for %ds: marked stale", call_id, self.stale_after_seconds)
+                logger.warning("call %s had no notification for %gs: marked stale", call_id, self.stale_after_seconds)
                 self.deliver(decision.events)
         return marked
 
     def sweep(self) -> None:
-        """One round of upkeep: undelivered events of stopped processes, then calls gone quiet."""
+        """One round: undelivered events of stopped processes, calls gone quiet, then (with :attr:`upkeep`)
+        those calls read back from Graph and the keepAlives due."""
         self.recover()
-        self.mark_stale_calls()
+        stale = self.mark_stale_calls()
+        if self.upkeep is not None:
+            self.upkeep.run(stale)
 
     def start_sweeper(self) -> None:
         """Sweep now, then every ``sweep_seconds``, in a daemon thread of this process (0 disables it)."""

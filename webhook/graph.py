@@ -119,6 +119,11 @@ class GraphClient:
                 return GraphNotConfigured(f"WEBHOOK_CLIENT_CERTIFICATE_PATH: cannot read {certificate_path}: {exc}")
         return secret or None
 
+    @property
+    def configured(self) -> bool:
+        """Whether the app's credentials are set (an unreadable certificate counts: its error is raised on use)."""
+        return bool(self.app_id) and self._credential is not None
+
     # Tokens
 
     def token(self, tenant_id: str) -> str:
@@ -314,8 +319,17 @@ def actions_for(call_id: str, tenant_id: str) -> Any:
     :class:`~webhook.actions.CallActions`."""
     from flask import current_app
 
-    from .actions import CallActions
+    from .actions import CallActions, incoming_at
     from .http import EXTENSION
+    from .resources import canonical_id
 
     state = current_app.extensions[EXTENSION]
-    return CallActions(state.graph, call_id, tenant_id, state.settings.callback_url, state.store)
+    call_id = canonical_id(call_id)
+    return CallActions(
+        state.graph,
+        call_id,
+        tenant_id,
+        state.settings.callback_url,
+        state.store,
+        incoming_at=incoming_at(state.store.get(call_id)),
+    )

@@ -70,6 +70,18 @@ store_errors = Counter("store_errors_total", "Requests the store could not serve
 stale_marked = Counter(
     "calls_marked_stale_total", "Calls found with no notification for too long.", namespace=NAMESPACE
 )
+keepalives = Counter(
+    "keepalives_total",
+    "Managed keepAlive requests, by outcome (sent, gone: Graph no longer had the call, failed: tried again soon).",
+    ["outcome"],
+    namespace=NAMESPACE,
+)
+resyncs = Counter(
+    "resyncs_total",
+    "Calls read back from Graph, by outcome (refreshed, ended: Graph no longer had them, failed).",
+    ["outcome"],
+    namespace=NAMESPACE,
+)
 
 
 class StoreGauges(Collector):

@@ -68,6 +68,9 @@ class Notification:
     data: Any
     raw: JSON
     claims: Claims = field(default_factory=Claims)
+    #: Who told us: ``graph`` (a callback), or this receiver reading Graph itself (``resync``, ``keepAlive``:
+    #: see :mod:`webhook.upkeep`).
+    origin: str = "graph"
 
     @property
     def call_id(self) -> str:
@@ -121,6 +124,9 @@ class Call:
     ``seen_at`` is when the last notification about the call arrived (duplicates and late ones included);
     ``stale_since`` is set when an active call went quiet for too long (its ``terminated`` may never come), and
     cleared by the next notification.
+    ``tenant_id`` is the tenant the call belongs to (the verified ``tid``, else the call's ``tenantId``): whose
+    token acts on it. ``keepalive_at`` is when the call last got a ``keepAlive`` (at first: when it was
+    answered); None while it needs none.
     """
 
     id: str
@@ -136,6 +142,8 @@ class Call:
     end: JSON | None = None
     media_active_at: str | None = None
     stale_since: str | None = None
+    tenant_id: str | None = None
+    keepalive_at: str | None = None
     seen_at: str = ""
     created_at: str = ""
     updated_at: str = ""
@@ -206,6 +214,8 @@ class Call:
             "end": self.end,
             "mediaActiveAt": self.media_active_at,
             "staleSince": self.stale_since,
+            "tenantId": self.tenant_id,
+            "keepAliveAt": self.keepalive_at,
             "seenAt": self.seen_at,
             "data": self.data,
             "createdAt": self.created_at,
@@ -228,6 +238,8 @@ class Call:
             end=doc.get("end"),
             media_active_at=doc.get("mediaActiveAt"),
             stale_since=doc.get("staleSince"),
+            tenant_id=doc.get("tenantId"),
+            keepalive_at=doc.get("keepAliveAt"),
             seen_at=doc.get("seenAt") or doc.get("updatedAt") or "",
             created_at=doc.get("createdAt") or "",
             updated_at=doc.get("updatedAt") or "",

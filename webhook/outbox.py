@@ -28,6 +28,7 @@ def encode_event(event: Event) -> str:
                     "data": value.data,
                     "raw": value.raw,
                     "claims": asdict(value.claims),
+                    "origin": value.origin,
                 }
             }
         else:
@@ -49,6 +50,7 @@ def decode_event(text: str, event_id: int | None = None) -> Event:
                 data=stored["data"],
                 raw=stored["raw"],
                 claims=Claims(**stored["claims"]),
+                origin=stored.get("origin", "graph"),
             )
         else:
             kwargs[key] = value

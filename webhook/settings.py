@@ -57,6 +57,16 @@ def _positive_float(name: str, value: Any) -> float:
     return number
 
 
+def _keepalive_period(name: str, value: Any) -> float:
+    number = _non_negative_float(name, value)
+    if number > 2700:
+        raise ConfigError(
+            f"{PREFIX}{name} must be at most 2700 (45 minutes: Graph ends a call that long without keepAlive), "
+            f"got {value!r}; 900 is what Microsoft recommends"
+        )
+    return number
+
+
 def _non_negative_float(name: str, value: Any) -> float:
     try:
         number = float(value)
@@ -239,6 +249,18 @@ SETTINGS: tuple[Setting, ...] = (
         "GRAPH_CA_BUNDLE", _text, "", "A PEM file of extra certificates to trust for Graph (a fake Graph in tests)."
     ),
     Setting("GRAPH_TIMEOUT_SECONDS", _positive_float, 10.0, "Timeout of each request to Graph."),
+    Setting(
+        "KEEPALIVE_SECONDS",
+        _keepalive_period,
+        900.0,
+        "Each answered call gets keepAlive this often (Graph ends calls after 45 min without); 0: off.",
+    ),
+    Setting(
+        "RESYNC_STALE",
+        _switch,
+        "on",
+        "on: a call marked stale is read back from Graph (GET): refreshed, or ended if Graph has it no more.",
+    ),
     Setting("METRICS_TOKEN", _text, "", "Bearer token of /metrics; without it, /metrics takes the admin token.", True),
     Setting("PROXY_HOPS", _non_negative_int, 0, "Proxies in front whose X-Forwarded-* headers are trusted."),
     Setting("LOG_FORMAT", _choice("json", "text"), "json", "json: one JSON object per log line; text: for people."),
@@ -301,6 +323,8 @@ class Settings:
     callback_url: str
     graph_ca_bundle: str
     graph_timeout_seconds: float
+    keepalive_seconds: float
+    resync_stale: str
     metrics_token: str
     proxy_hops: int
     log_format: str

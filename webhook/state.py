@@ -106,16 +106,20 @@ def decide(current: Call | None, notification: Notification, now: str) -> Decisi
     call.seen_at = now
     # A notification proves the call is alive: a stale mark goes, whatever the notification does.
     call.stale_since = None
+    if call.tenant_id is None:
+        data = notification.data if isinstance(notification.data, dict) else {}
+        tenant = notification.claims.tenant_id or data.get("tenantId")
+        call.tenant_id = tenant if isinstance(tenant, str) and tenant else None
     if notification.kind == "call":
         decision = _decide_call(call, notification, now)
     elif notification.kind == "participants":
         decision = _decide_roster(call, notification, now)
     else:
         decision = _decide_operation(call, notification, now)
-    return _finish(decision, current, now)
+    return _finish(decision, current, notification, now)
 
 
-def _finish(decision: Decision, current: Call | None, now: str) -> Decision:
+def _finish(decision: Decision, current: Call | None, notification: Notification, now: str) -> Decision:
     call = decision.call
     assert call is not None
     if current is None and not decision.changed:
@@ -123,7 +127,7 @@ def _finish(decision: Decision, current: Call | None, now: str) -> Decision:
         decision = Decision("updated", call, decision.events, decision.reason)
     if decision.changed:
         call.updated_at = now
-    elif decision.outcome == "duplicate":
+    elif decision.outcome == "duplicate" and notification.origin == "graph":
         call.duplicates += 1
     elif decision.outcome == "stale":
         _record_stale(call, now, decision.reason)
@@ -155,7 +159,12 @@ def _decide_call(call: Call, notification: Notification, now: str) -> Decision:
     if transitioned:
         assert target is not None
         call.state = target
-        call.history.append({"from": previous, "to": target, "changeType": notification.change_type, "at": now})
+        step = {"from": previous, "to": target, "changeType": notification.change_type, "at": now}
+        if notification.origin != "graph":
+            step["origin"] = notification.origin  # learnt by asking Graph, not told by a callback
+        call.history.append(step)
+        if call.keepalive_at is None and _IN_CALL <= rank(target) < _RANK["terminating"]:
+            call.keepalive_at = now  # answered: Graph wants a keepAlive within 45 minutes from here
     if call.state == "terminated" and (transitioned or changes):
         # Why the call ended is told by the notifications that ended it, not by an earlier failed transfer.
         end = {} if transitioned or call.end is None else dict(call.end)
@@ -339,6 +348,33 @@ def operation_succeeded(operation: JSON) -> bool:
     result = operation.get("resultInfo")
     code = as_int(result.get("code")) if isinstance(result, dict) else None
     return code is None or code < 400
+
+
+def needs_keepalive(call: Call) -> bool:
+    """True while Graph expects ``keepAlive`` for the call: answered, and neither ending nor ended."""
+    return call.keepalive_at is not None and rank(call.state) < _RANK["terminating"]
+
+
+def claim_keepalive(call: Call | None, due_before: str, now: str) -> Decision | None:
+    """Take the call's next ``keepAlive`` at ``now`` if it is due (its last one before ``due_before``); None
+    when it is not (another process took it, the call ended). The store runs this in its transaction, so of
+    every process that finds the keepAlive due, one sends it."""
+    if call is None or not needs_keepalive(call) or call.keepalive_at is None or call.keepalive_at >= due_before:
+        return None
+    claimed = call.copy()
+    claimed.keepalive_at = now
+    return Decision("updated", claimed, reason="keepAlive due")
+
+
+def reschedule_keepalive(call: Call | None, claimed_at: str, last_at: str) -> Decision | None:
+    """Give back a ``keepAlive`` claimed at ``claimed_at`` that did not reach Graph: as if the last one was
+    sent at ``last_at`` (earlier), so that it is due again sooner than a whole period. None when the call
+    moved on meanwhile (ended, or a later claim)."""
+    if call is None or not needs_keepalive(call) or call.keepalive_at != claimed_at:
+        return None
+    rescheduled = call.copy()
+    rescheduled.keepalive_at = last_at
+    return Decision("updated", rescheduled, reason="keepAlive failed")
 
 
 def mark_stale(call: Call, now: str) -> Decision:

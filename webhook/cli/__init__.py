@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import click
 
-from . import checks, fake, serve, stored, tools
+from . import checks, fake, serve, stored, tools, upkeep
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -32,6 +32,7 @@ for command in (
     stored.call,
     stored.failures,
     stored.plugins,
+    upkeep.resync,
     checks.check_config,
     checks.check_auth,
     tools.replay,

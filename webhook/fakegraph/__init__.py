@@ -68,7 +68,8 @@ QUIRKS = ("legacy_resource", "upper_ids", "string_codes", "unknown_fields")
 
 @dataclass
 class RecordedRequest:
-    """One request the bot sent: ``action`` is ``answer``, ``playPrompt``..., ``delete``, ``get``, ``token``."""
+    """One request the bot sent: ``action`` is ``answer``, ``playPrompt``..., ``delete``, ``get``, ``token``;
+    ``at`` when it arrived (``time.time()``)."""
 
     method: str
     path: str
@@ -77,6 +78,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: Any
     status: int = 0
+    at: float = field(default_factory=time.time)
 
 
 @dataclass

@@ -22,11 +22,13 @@ JSON = dict[str, Any]
 
 @dataclass
 class Delivery:
-    """One POST to the bot: where, what, and what the bot answered (0: it could not be reached)."""
+    """One POST to the bot: where, what, what the bot answered (0: it could not be reached), and when it was
+    sent (``time.time()``)."""
 
     url: str
     body: JSON
     status: int = 0
+    at: float = field(default_factory=time.time)
 
 
 @dataclass

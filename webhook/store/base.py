@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
 
 from ..model import Call, Failure, Notification
-from ..state import Decision, Event
+from ..state import Decision, Event, mark_stale
+
+#: Decides what to write to one call, given the call as stored (None if never seen); None writes nothing.
+Choose = Callable[["Call | None"], "Decision | None"]
 
 #: Decides whether an event needs the outbox (it has receivers); the default says every event does.
 NeedsDelivery = Callable[[Event], bool]
@@ -51,6 +55,21 @@ class CallStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def update(
+        self,
+        call_id: str,
+        now: str,
+        choose: Choose,
+        *,
+        owner: str = "",
+        lease_until: float = 0.0,
+        needs_delivery: NeedsDelivery = _always,
+    ) -> Decision | None:
+        """Read the call, let ``choose`` decide, and commit its decision atomically, as :meth:`apply` does with
+        :func:`~webhook.state.decide`; None when ``choose`` declined (or, with Redis, when the call kept changing
+        under it: the caller tries again later). What upkeep (stale marks, keep-alive claims) is built on."""
+
+    @abc.abstractmethod
     def get(self, call_id: str) -> Call | None:
         """The call with this (canonical) id, or None."""
 
@@ -66,7 +85,6 @@ class CallStore(abc.ABC):
     def quiet_calls(self, seen_before: float, limit: int = 100) -> list[str]:
         """Ids of active calls not yet marked stale whose last notification came before ``seen_before`` (epoch)."""
 
-    @abc.abstractmethod
     def mark_stale(
         self,
         call_id: str,
@@ -81,6 +99,20 @@ class CallStore(abc.ABC):
 
         Of several sweepers racing on one call, exactly one gets the decision (and its ``call_stale`` event).
         """
+        quiet_since = iso(seen_before)
+
+        def choose(call: Call | None) -> Decision | None:
+            if call is None or call.seen_at >= quiet_since:
+                return None
+            decision = mark_stale(call, now)
+            return decision if decision.call is not None else None
+
+        return self.update(call_id, now, choose, owner=owner, lease_until=lease_until, needs_delivery=needs_delivery)
+
+    @abc.abstractmethod
+    def keepalives_due(self, due_before: float, limit: int = 100) -> list[str]:
+        """Ids of calls that need ``keepAlive`` (:func:`~webhook.state.needs_keepalive`) and last got one
+        before ``due_before`` (epoch), longest waiting first."""
 
     @abc.abstractmethod
     def complete(self, event_ids: Iterable[int]) -> None:
@@ -124,3 +156,8 @@ class CallStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for engines without resources
         """Release connections held by this process."""
+
+
+def iso(epoch: float) -> str:
+    """An epoch time in the ISO format the calls' times are kept in (UTC, milliseconds, Z): comparable as text."""
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

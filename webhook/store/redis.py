@@ -12,6 +12,8 @@ Keys (``PREFIX`` defaults to ``comms-webhook``)::
     PREFIX:calls                sorted set of every call id, by last update (ms)
     PREFIX:state:{state}        sorted set of the call ids in that state, by last update
     PREFIX:active               sorted set of the calls not ended, by last update
+    PREFIX:stale                sorted set of the active calls marked stale
+    PREFIX:keepalive            sorted set of the calls that need keepAlive, by the last one (ms)
     PREFIX:outbox               hash id -> event;  PREFIX:outbox:owner  hash id -> owner
     PREFIX:outbox:lease         sorted set id -> lease end (epoch seconds)
     PREFIX:failures             hash id -> failure (JSON); PREFIX:failures:pending / :all  sorted sets of ids
@@ -39,8 +41,8 @@ from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..settings import masked_url
-from ..state import Decision, Event, decide, mark_stale
-from .base import CallStore, NeedsDelivery, _always
+from ..state import Decision, Event, decide, needs_keepalive
+from .base import CallStore, Choose, NeedsDelivery, _always
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call
 _POLICY_CHECK_SECONDS = 30.0  # how stale the knowledge of Redis's memory policy may be on the write path
@@ -171,12 +173,13 @@ class RedisStore(CallStore):
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision:
         self._check_memory_policy()
-        decision = self._decide_atomically(
+        decision = self.update(
             notification.call_id,
+            now,
             lambda current: decide(current, notification, now),
-            owner,
-            lease_until,
-            needs_delivery,
+            owner=owner,
+            lease_until=lease_until,
+            needs_delivery=needs_delivery,
         )
         if decision is None:
             raise StoreUnavailable(
@@ -185,13 +188,15 @@ class RedisStore(CallStore):
             )
         return decision
 
-    def _decide_atomically(
+    def update(
         self,
         call_id: str,
-        choose: Callable[[Call | None], Decision | None],
-        owner: str,
-        lease_until: float,
-        needs_delivery: NeedsDelivery,
+        now: str,
+        choose: Choose,
+        *,
+        owner: str = "",
+        lease_until: float = 0.0,
+        needs_delivery: NeedsDelivery = _always,
     ) -> Decision | None:
         """WATCH the call, let ``choose`` decide on what is stored, and commit in one MULTI/EXEC; decide again
         if another process changed the call meanwhile. None when ``choose`` declines, or after too many races."""
@@ -265,6 +270,10 @@ class RedisStore(CallStore):
             pipe.zadd(self.key("stale"), {call_id: score})
         else:
             pipe.zrem(self.key("stale"), call_id)
+        if needs_keepalive(call) and call.keepalive_at is not None:
+            pipe.zadd(self.key("keepalive"), {call_id: _epoch_ms(call.keepalive_at)})
+        else:
+            pipe.zrem(self.key("keepalive"), call_id)
 
     def count_calls(self, what: str) -> int:
         with self._errors():
@@ -278,23 +287,10 @@ class RedisStore(CallStore):
             marked = self.client.zmscore(self.key("stale"), ids)
         return [call_id for call_id, score in zip(ids, marked, strict=True) if score is None][:limit]
 
-    def mark_stale(
-        self,
-        call_id: str,
-        seen_before: float,
-        now: str,
-        *,
-        owner: str = "",
-        lease_until: float = 0.0,
-        needs_delivery: NeedsDelivery = _always,
-    ) -> Decision | None:
-        def choose(call: Call | None) -> Decision | None:
-            if call is None or _epoch_ms(call.seen_at) >= seen_before * 1000:
-                return None
-            decision = mark_stale(call, now)
-            return decision if decision.call is not None else None
-
-        return self._decide_atomically(call_id, choose, owner, lease_until, needs_delivery)
+    def keepalives_due(self, due_before: float, limit: int = 100) -> list[str]:
+        with self._errors():
+            due: list[str] = self.client.zrangebyscore(self.key("keepalive"), "-inf", f"({due_before * 1000}", 0, limit)
+        return due
 
     def get(self, call_id: str) -> Call | None:
         with self._errors():

@@ -20,18 +20,17 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
-from ..state import Decision, Event, decide, mark_stale
-from .base import CallStore, NeedsDelivery, _always
+from ..state import Decision, Event, decide, needs_keepalive
+from .base import CallStore, Choose, NeedsDelivery, _always, iso
 
 logger = logging.getLogger("webhook.store")
 
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     id TEXT PRIMARY KEY,
@@ -68,6 +67,7 @@ CREATE INDEX IF NOT EXISTS failures_by_status ON failures (status, id);
 _ADDED_COLUMNS = {
     "seen_at": "ALTER TABLE calls ADD COLUMN seen_at TEXT",
     "stale_since": "ALTER TABLE calls ADD COLUMN stale_since TEXT",
+    "keepalive_at": "ALTER TABLE calls ADD COLUMN keepalive_at TEXT",
 }
 
 
@@ -219,23 +219,37 @@ class SQLiteStore(CallStore):
         lease_until: float = 0.0,
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision:
-        decision = self._decide_atomically(
+        decision = self.update(
             notification.call_id,
             now,
             lambda current: decide(current, notification, now),
-            owner,
-            lease_until,
-            needs_delivery,
+            owner=owner,
+            lease_until=lease_until,
+            needs_delivery=needs_delivery,
         )
         assert decision is not None  # decide always decides
-        self._flush()
         return decision
+
+    def update(
+        self,
+        call_id: str,
+        now: str,
+        choose: Choose,
+        *,
+        owner: str = "",
+        lease_until: float = 0.0,
+        needs_delivery: NeedsDelivery = _always,
+    ) -> Decision | None:
+        committed = self._decide_atomically(call_id, now, choose, owner, lease_until, needs_delivery)
+        if committed is not None:
+            self._flush()
+        return committed
 
     def _decide_atomically(
         self,
         call_id: str,
         now: str,
-        choose: Callable[[Call | None], Decision | None],
+        choose: Choose,
         owner: str,
         lease_until: float,
         needs_delivery: NeedsDelivery,
@@ -291,10 +305,20 @@ class SQLiteStore(CallStore):
         if decision.call is not None:
             call = decision.call
             conn.execute(
-                "INSERT INTO calls (id, state, updated_at, seen_at, stale_since, doc) VALUES (?, ?, ?, ?, ?, ?) "
+                "INSERT INTO calls (id, state, updated_at, seen_at, stale_since, keepalive_at, doc) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at, "
-                "seen_at = excluded.seen_at, stale_since = excluded.stale_since, doc = excluded.doc",
-                (call.id, call.state, call.updated_at, call.seen_at, call.stale_since, json.dumps(call.to_dict())),
+                "seen_at = excluded.seen_at, stale_since = excluded.stale_since, "
+                "keepalive_at = excluded.keepalive_at, doc = excluded.doc",
+                (
+                    call.id,
+                    call.state,
+                    call.updated_at,
+                    call.seen_at,
+                    call.stale_since,
+                    call.keepalive_at if needs_keepalive(call) else None,
+                    json.dumps(call.to_dict()),
+                ),
             )
         events = []
         for event in decision.events:
@@ -323,23 +347,13 @@ class SQLiteStore(CallStore):
         )
         return [str(call_id) for (call_id,) in rows]
 
-    def mark_stale(
-        self,
-        call_id: str,
-        seen_before: float,
-        now: str,
-        *,
-        owner: str = "",
-        lease_until: float = 0.0,
-        needs_delivery: NeedsDelivery = _always,
-    ) -> Decision | None:
-        def choose(call: Call | None) -> Decision | None:
-            if call is None or call.seen_at >= iso(seen_before):
-                return None
-            decision = mark_stale(call, now)
-            return decision if decision.call is not None else None
-
-        return self._decide_atomically(call_id, now, choose, owner, lease_until, needs_delivery)
+    def keepalives_due(self, due_before: float, limit: int = 100) -> list[str]:
+        rows = self._read(
+            "SELECT id FROM calls WHERE keepalive_at < ? AND state NOT IN ('terminating', 'terminated') "
+            "ORDER BY keepalive_at LIMIT ?",
+            (iso(due_before), limit),
+        )
+        return [str(call_id) for (call_id,) in rows]
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
@@ -477,6 +491,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if column not in columns:
             conn.execute(statement)
     conn.execute("CREATE INDEX IF NOT EXISTS calls_by_seen ON calls (stale_since, seen_at)")
+    # Only calls that need keepAlive have a keepalive_at: the index holds the live ones, not the history.
+    conn.execute("CREATE INDEX IF NOT EXISTS calls_by_keepalive ON calls (keepalive_at) WHERE keepalive_at IS NOT NULL")
     conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
 
@@ -491,11 +507,6 @@ def _identity(path: Path) -> tuple[int, int] | None:
     except FileNotFoundError:
         return None
     return info.st_dev, info.st_ino
-
-
-def iso(epoch: float) -> str:
-    """An epoch time in the ISO format the calls' times are kept in (UTC, milliseconds, Z): comparable as text."""
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 # SQLite's primary result codes (https://www.sqlite.org/rescode.html) of the faults a retry may outlive.
