@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -19,10 +20,10 @@ from webhook.builders import (
     roster_notification,
     tone_notification,
 )
-from webhook.model import CALL_STATES, Call
+from webhook.model import CALL_STATES, Call, Claims
 from webhook.schemas import load_notifications
 from webhook.simulate import SCENARIOS
-from webhook.state import decide, operation_type, rank
+from webhook.state import claim_keepalive, decide, needs_keepalive, operation_type, rank, reschedule_keepalive
 
 from .support import history_states, is_subsequence, replay_pure
 
@@ -284,3 +285,46 @@ def test_any_sequence_keeps_the_invariants(bodies: list[dict[str, object]]) -> N
     assert [e.sender for e in events if e.name == "call_state_changed"] == [to for _, to in steps]
     tones = [e.kwargs["sequence_id"] for e in events if e.name == "tone_received"]
     assert len(tones) == len(set(tones))  # each sequenceId heard once
+
+
+def test_a_call_needs_keepalive_from_its_answer_until_it_ends() -> None:
+    call, _ = replay_pure([envelope(incoming_call(CALL)), envelope(call_notification(CALL, "establishing"))])
+    assert call is not None and call.keepalive_at is None and not needs_keepalive(call)
+    call, _ = replay_pure([envelope(call_notification(CALL, "established"))], start=call)
+    assert call is not None and call.keepalive_at == "2026-01-01T00:00:00.000Z" and needs_keepalive(call)
+    call, _ = replay_pure([envelope(call_notification(CALL, "terminating"))], start=call)
+    assert call is not None and not needs_keepalive(call)
+
+
+def test_a_keepalive_is_claimed_once_when_due_and_given_back_only_by_its_claim() -> None:
+    call, _ = replay_pure([envelope(incoming_call(CALL)), envelope(call_notification(CALL, "established"))])
+    assert call is not None  # answered at 00:00:01
+    assert claim_keepalive(call, "2026-01-01T00:00:01.000Z", "2026-01-01T00:15:01.000Z") is None  # not before
+    claimed = claim_keepalive(call, "2026-01-01T00:00:02.000Z", "2026-01-01T00:15:02.000Z")
+    assert claimed is not None and claimed.call is not None and claimed.events == ()
+    assert claimed.call.keepalive_at == "2026-01-01T00:15:02.000Z" and call.keepalive_at != claimed.call.keepalive_at
+    assert claim_keepalive(claimed.call, "2026-01-01T00:00:02.000Z", "2026-01-01T00:15:03.000Z") is None  # taken
+    assert reschedule_keepalive(claimed.call, "2026-01-01T00:15:09.000Z", "2026-01-01T00:01:00.000Z") is None
+    back = reschedule_keepalive(claimed.call, "2026-01-01T00:15:02.000Z", "2026-01-01T00:01:00.000Z")
+    assert back is not None and back.call is not None and back.call.keepalive_at == "2026-01-01T00:01:00.000Z"
+
+
+def test_the_tenant_is_the_verified_one_else_the_calls_own() -> None:
+    (notification,) = load_notifications(envelope(call_notification(CALL, "incoming", tenantId="from-the-call")))
+    unverified = decide(None, notification, "now").call
+    assert unverified is not None and unverified.tenant_id == "from-the-call"
+    verified = decide(None, notification.with_claims(Claims(tenant_id="verified")), "now").call
+    assert verified is not None and verified.tenant_id == "verified"
+    (anonymous,) = load_notifications(envelope(incoming_call(CALL)))
+    assert decide(None, anonymous, "now").call.tenant_id is None  # type: ignore[union-attr]
+
+
+def test_what_was_learnt_from_graph_is_marked_and_never_counted_as_a_duplicate() -> None:
+    call, _ = replay_pure([envelope(incoming_call(CALL)), envelope(call_notification(CALL, "established"))])
+    (again,) = load_notifications(envelope(call_notification(CALL, "established")))
+    resynced = decide(call, replace(again, origin="resync"), "later")
+    assert resynced.outcome == "duplicate" and resynced.call is not None and resynced.call.duplicates == 0
+    (ended,) = load_notifications(envelope(call_ended(CALL)))
+    finished = decide(call, replace(ended, origin="keepAlive"), "later").call
+    assert finished is not None and finished.history[-1]["origin"] == "keepAlive"
+    assert "origin" not in finished.history[0]

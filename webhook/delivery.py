@@ -326,6 +326,8 @@ class Delivery:
                     delivery.sweep()
                 except WebhookError as exc:
                     logger.error("sweep failed: %s", exc.message)
+                except Exception:  # a bug here must not end the sweeps of this worker for good
+                    logger.exception("sweep failed")
                 interval = delivery.sweep_seconds
                 del delivery
                 time.sleep(interval)

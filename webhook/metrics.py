@@ -82,6 +82,11 @@ resyncs = Counter(
     ["outcome"],
     namespace=NAMESPACE,
 )
+# Their outcomes are known: exported at 0 from the start, so that a rate is 0 rather than absent.
+for _outcome in ("sent", "gone", "failed"):
+    keepalives.labels(_outcome)
+for _outcome in ("refreshed", "ended", "failed"):
+    resyncs.labels(_outcome)
 
 
 class StoreGauges(Collector):

@@ -123,7 +123,7 @@ class Upkeep:
             metrics.keepalives.labels("gone").inc()
             self.end_gone(call_id, "keepAlive", "Graph answered keepAlive with 404: it no longer has the call")
             return 0
-        except GraphError as exc:
+        except WebhookError as exc:  # Graph unreachable, throttled, failing; credentials unusable
             metrics.keepalives.labels("failed").inc()
             retry_in = min(KEEPALIVE_RETRY_SECONDS, self.keepalive_seconds / 2)
             last_at = iso(now_epoch - self.keepalive_seconds + retry_in)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import threading
 import time
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -12,12 +14,14 @@ from webhook import create_app
 from webhook.builders import call_ended, call_notification, envelope, incoming_call, new_id
 from webhook.schemas import load_notifications
 from webhook.simulate import SCENARIOS, delivery
+from webhook.state import claim_keepalive
 from webhook.store import CallStore, open_store
 
 from ..conftest import ADMIN_TOKEN, Recorder
 from ..support import history_states, is_subsequence
 
 NOW = "2026-01-01T00:00:00.000Z"
+NOW_PLUS_ONE = "2026-01-01T00:00:01.000Z"
 
 
 def open_for(settings: dict[str, str]) -> CallStore:
@@ -138,3 +142,36 @@ def test_lifecycles_duplicated_and_shuffled_through_the_endpoint(
         assert is_subsequence(history_states(call), scenario.states)
         heard = [s for n, s, kw in recorder.sent if n == "call_state_changed" and kw["call"].id == scenario.call_id]
         assert heard == history_states(call)
+
+
+def test_keepalives_are_due_for_answered_calls_and_claimed_by_one_of_many(any_store_settings: dict[str, str]) -> None:
+    store = open_for(any_store_settings)
+    answered, ringing, ended = new_id(), new_id(), new_id()
+    apply_all(
+        store, envelope(incoming_call(answered)), envelope(incoming_call(ringing)), envelope(incoming_call(ended))
+    )
+    apply_all(
+        store, envelope(call_notification(answered, "established")), envelope(call_notification(ended, "established"))
+    )
+    apply_all(store, envelope(call_ended(ended)))
+    after = datetime.fromisoformat(NOW.replace("Z", "+00:00")).timestamp() + 1
+    assert store.keepalives_due(after) == [answered]  # not the unanswered call, not the ended one
+    assert store.keepalives_due(after - 2) == []  # its last keepAlive (the answer) is not before then
+    claimed_at = "2026-01-01T00:15:00.000Z"
+    stores = [open_for(any_store_settings) for _ in range(8)]
+    start = threading.Barrier(len(stores))
+    won: list[Any] = []
+
+    def claim(other: CallStore) -> None:
+        start.wait()
+        won.append(other.update(answered, claimed_at, lambda call: claim_keepalive(call, NOW_PLUS_ONE, claimed_at)))
+
+    threads = [threading.Thread(target=claim, args=(other,)) for other in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len([decision for decision in won if decision is not None]) == 1
+    assert store.keepalives_due(after) == []  # the period starts again at the claim
+    stored = store.get(answered)
+    assert stored is not None and stored.keepalive_at == claimed_at
