@@ -329,3 +329,15 @@ def test_listing_by_an_unknown_state_names_the_states(client: Any, admin: dict[s
     assert "'bogus'" in response.get_json()["message"] and "established" in response.get_json()["message"]
     assert client.get("/api/calls?state=ESTABLISHED&active=on", headers=admin).status_code == 200
     assert client.get("/api/calls?active=sometimes", headers=admin).status_code == 400
+
+
+def test_a_body_of_more_notifications_than_allowed_is_refused_whole(store_url: str, recorder: Recorder) -> None:
+    app = create_app({"AUTH": "disabled", "STORE_URL": store_url, "MAX_NOTIFICATIONS_PER_BODY": 3})
+    client = app.test_client()
+    moves = [call_notification(CALL, state) for state in ("incoming", "established", "hold", "established")]
+    refused = client.post("/api/calls", json=envelope(*moves))
+    assert refused.status_code == 400
+    assert refused.get_json()["error"] == "too_many_notifications"
+    assert "at most 3" in refused.get_json()["message"]
+    assert recorder.sent == []
+    assert client.post("/api/calls", json=envelope(*moves[:3])).status_code == 202

@@ -124,7 +124,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
     app.extensions[http.EXTENSION] = http.WebhookState(
         settings=settings,
         store=store,
-        receiver=Receiver(store, delivery),
+        receiver=Receiver(store, delivery, max_notifications=settings.max_notifications_per_body),
         verifier=build_verifier(settings),
         delivery=delivery,
         plugins=tuple(plugins),

@@ -342,7 +342,7 @@ class Delivery:
         Raises :class:`~webhook.errors.HandlerNotLoaded`, counting no attempt, when no loaded plugin connected
         that handler.
         """
-        event = decode_event(failure.event)
+        event = decode_event(failure.event, collections=self.store.read_collection)
         signal = SIGNALS[failure.signal]
         receiver = next((r for r in signal.receivers_for(event.sender) if receiver_name(r) == failure.handler), None)
         if receiver is None:

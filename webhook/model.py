@@ -6,8 +6,7 @@ which is also what the stores persist and what the read API shows.
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -124,6 +123,8 @@ class Call:
     ``seen_at`` is when the last notification about the call arrived (duplicates and late ones included);
     ``stale_since`` is set when an active call went quiet for too long (its ``terminated`` may never come), and
     cleared by the next notification.
+    ``history_total`` counts every transition the call ever made (``history`` may keep only the latest: see
+    the store's history limit).
     ``tenant_id`` is the tenant the call belongs to (the verified ``tid``, else the call's ``tenantId``): whose
     token acts on it. ``keepalive_at`` is when the call last got a ``keepAlive`` (at first: when it was
     answered); None while it needs none.
@@ -137,6 +138,7 @@ class Call:
     operations: dict[str, JSON] = field(default_factory=dict)
     tones: list[JSON] = field(default_factory=list)
     history: list[JSON] = field(default_factory=list)
+    history_total: int = 0
     stale: list[JSON] = field(default_factory=list)
     duplicates: int = 0
     end: JSON | None = None
@@ -192,11 +194,51 @@ class Call:
     def ended(self) -> bool:
         return self.state == "terminated"
 
+    def add_step(self, step: JSON) -> None:
+        """Record one transition."""
+        self.history.append(step)
+        self.history_total += 1
+
+    @property
+    def history_dropped(self) -> int:
+        """How many of the oldest transitions are no longer kept."""
+        return max(0, self.history_total - len(self.history))
+
     def copy(self) -> Call:
-        return copy.deepcopy(self)
+        """A copy whose containers can be changed without touching this call's.
+
+        Shallow below the containers: what the state machine changes it replaces (a field's value, a roster
+        entry, an operation's record), never edits in place, so copying the whole tree (a deep copy cost as
+        much as the call is long) is not needed.
+        """
+        return Call(
+            **{name: getattr(self, name) for name in _SCALARS},
+            data=dict(self.data),
+            participants=list(self.participants),
+            operations=dict(self.operations),
+            tones=list(self.tones),
+            history=list(self.history),
+            stale=list(self.stale),
+            end=dict(self.end) if self.end is not None else None,
+        )
+
+    def core_dict(self) -> JSON:
+        """:meth:`to_dict` without the four collections that grow with the call's life (history, roster,
+        operations, tones): what a store keeps in the call's own record, the rest as rows of their own."""
+        return {key: value for key, value in self._fields_dict().items() if key not in _COLLECTION_KEYS}
 
     def to_dict(self) -> JSON:
         """The stored form (and the read API's): camelCase keys, JSON values only."""
+        return {
+            **self._fields_dict(),
+            "participants": self.participants,
+            "operations": list(self.operations.values()),
+            "tones": self.tones,
+            "history": self.history,
+            "historyDropped": self.history_dropped,
+        }
+
+    def _fields_dict(self) -> JSON:
         return {
             "id": self.id,
             "state": self.state,
@@ -204,11 +246,8 @@ class Call:
             "resultInfo": self.result_info,
             "terminationReason": self.termination_reason,
             "endReason": self.end_reason,
-            "participants": self.participants,
             "rosterVersion": self.roster_version,
-            "operations": list(self.operations.values()),
-            "tones": self.tones,
-            "history": self.history,
+            "historyTotal": self.history_total,
             "stale": self.stale,
             "duplicates": self.duplicates,
             "end": self.end,
@@ -224,6 +263,7 @@ class Call:
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any]) -> Call:
+        history = list(doc.get("history") or [])
         return cls(
             id=doc["id"],
             state=doc.get("state"),
@@ -232,7 +272,8 @@ class Call:
             roster_version=doc.get("rosterVersion"),
             operations={op["id"]: op for op in doc.get("operations") or []},
             tones=list(doc.get("tones") or []),
-            history=list(doc.get("history") or []),
+            history=history,
+            history_total=int(doc.get("historyTotal") or len(history)),
             stale=list(doc.get("stale") or []),
             duplicates=int(doc.get("duplicates") or 0),
             end=doc.get("end"),
@@ -244,6 +285,60 @@ class Call:
             created_at=doc.get("createdAt") or "",
             updated_at=doc.get("updatedAt") or "",
         )
+
+
+#: The keys of :meth:`Call.to_dict` that grow with the call's life, kept by the stores as rows of their own.
+_COLLECTION_KEYS = frozenset(("participants", "operations", "tones", "history", "historyDropped"))
+#: The collections of a call, by attribute.
+COLLECTIONS = ("history", "participants", "operations", "tones")
+_SCALARS = tuple(name for name in Call.__dataclass_fields__ if name not in (*COLLECTIONS, "data", "stale", "end"))
+
+#: Reads one collection of a stored call (``"history"``, ``"participants"``, ``"operations"``, ``"tones"``).
+Loader = Callable[[str], Any]
+_NOT_READ = object()
+
+
+def _read_when_used(name: str) -> property:
+    def get(self: StoredCall) -> Any:
+        value = self.__dict__.get("_" + name, _NOT_READ)
+        if value is _NOT_READ:
+            value = self.__dict__["_" + name] = self._loader(name)
+        return value
+
+    def put(self: StoredCall, value: Any) -> None:
+        self.__dict__["_" + name] = value
+
+    return property(get, put, doc=f"The call's {name}, read from the store when first used.")
+
+
+class StoredCall(Call):
+    """A call as a store has it, whose history, roster, operations and tones are read when first used.
+
+    What handlers receive and the read API shows: the same fields as :class:`Call`; reading a collection costs
+    one read of the store (the history as it was when the event was committed; the roster, operations and tones
+    as they are when first read).
+    """
+
+    history = _read_when_used("history")
+    participants = _read_when_used("participants")
+    operations = _read_when_used("operations")
+    tones = _read_when_used("tones")
+    _loader: Loader
+
+    @classmethod
+    def of(cls, call: Call, loader: Loader, known: Mapping[str, Any] | None = None) -> StoredCall:
+        """``call``'s fields, with the collections in ``known`` as given and the others read by ``loader``."""
+        stored = cls.__new__(cls)
+        for name in Call.__dataclass_fields__:
+            if name not in COLLECTIONS:
+                stored.__dict__[name] = getattr(call, name)
+        for name, value in (known or {}).items():
+            stored.__dict__["_" + name] = value
+        stored._loader = loader
+        return stored
+
+    def __repr__(self) -> str:
+        return f"StoredCall(id={self.id!r}, state={self.state!r})"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ transitions_log = logging.getLogger("webhook.transitions")
 #: Deepest nesting of JSON accepted. Graph's bodies nest about 8 levels; the cap keeps a hostile body from
 #: exhausting the recursion limit anywhere downstream.
 MAX_JSON_DEPTH = 64
+#: The most notifications one body may carry (WEBHOOK_MAX_NOTIFICATIONS_PER_BODY).
+MAX_NOTIFICATIONS_PER_BODY = 200
 
 
 def utc_now() -> str:
@@ -92,10 +94,16 @@ class Receiver:
     """Validates a body, applies each notification through the store, and delivers the resulting events."""
 
     def __init__(
-        self, store: CallStore, delivery: Delivery | None = None, *, clock: Callable[[], str] = utc_now
+        self,
+        store: CallStore,
+        delivery: Delivery | None = None,
+        *,
+        clock: Callable[[], str] = utc_now,
+        max_notifications: int = MAX_NOTIFICATIONS_PER_BODY,
     ) -> None:
         self.store = store
         self.clock = clock
+        self.max_notifications = max_notifications
         self.delivery = delivery if delivery is not None else Delivery(store, clock=clock, sweep_seconds=0)
 
     def receive(self, body: Any, claims: Claims | None = None, context: dict[str, str] | None = None) -> list[Decision]:
@@ -105,6 +113,15 @@ class Receiver:
         :class:`~webhook.errors.StoreUnavailable` when a notification could not be stored (the ones before it
         were applied; re-sending the whole body is safe, as applied ones come back as duplicates).
         """
+        batch = body.get("value") if isinstance(body, dict) else None
+        if isinstance(batch, list) and len(batch) > self.max_notifications:
+            # Refused before any is validated: each costs a store transaction, and one body must not hold a
+            # worker past gunicorn's timeout.
+            raise PayloadError(
+                f"The body holds {len(batch)} notifications; at most {self.max_notifications} are accepted in one "
+                "(WEBHOOK_MAX_NOTIFICATIONS_PER_BODY). Graph sends a few at a time.",
+                code="too_many_notifications",
+            )
         notifications = load_notifications(body)
         if claims is not None:
             notifications = [n.with_claims(claims) for n in notifications]

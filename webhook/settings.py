@@ -197,6 +197,12 @@ SETTINGS: tuple[Setting, ...] = (
         7 * 24 * 3600.0,
         "Redis: how long an ended call is kept (active calls never expire).",
     ),
+    Setting(
+        "HISTORY_LIMIT",
+        _positive_int,
+        10_000,
+        "Transitions kept per call, the latest (a call's historyDropped counts the others).",
+    ),
     Setting("REDIS_PREFIX", _text, "comms-webhook", "Redis: the prefix of every key, to share a database."),
     Setting(
         "REDIS_ALLOW_EVICTION",
@@ -268,6 +274,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ADMIN_TOKEN", _text, "", "Bearer token of the read API; without it the read API answers 403.", True),
     Setting("MAX_BODY_BYTES", _positive_int, 1024 * 1024, "Largest accepted body, in bytes (413 above)."),
     Setting(
+        "MAX_NOTIFICATIONS_PER_BODY",
+        _positive_int,
+        200,
+        "Most notifications accepted in one body (400 above): each is a store transaction.",
+    ),
+    Setting(
         "BODY_TIMEOUT_SECONDS",
         _positive_float,
         10.0,
@@ -300,6 +312,7 @@ class Settings:
     key_fetch_timeout_seconds: float
     sqlite_synchronous: str
     retention_seconds: float
+    history_limit: int
     redis_prefix: str
     redis_allow_eviction: bool
     journal: str
@@ -331,6 +344,7 @@ class Settings:
     log_level: str
     admin_token: str
     max_body_bytes: int
+    max_notifications_per_body: int
     body_timeout_seconds: float
     store_timeout_seconds: float
 
@@ -357,6 +371,7 @@ class Settings:
             "prefix": self.redis_prefix,
             "redis_allow_eviction": self.redis_allow_eviction,
             "sqlite_synchronous": self.sqlite_synchronous,
+            "history_limit": self.history_limit,
         }
 
     def check_auth(self) -> None:

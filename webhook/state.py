@@ -162,7 +162,7 @@ def _decide_call(call: Call, notification: Notification, now: str) -> Decision:
         step = {"from": previous, "to": target, "changeType": notification.change_type, "at": now}
         if notification.origin != "graph":
             step["origin"] = notification.origin  # learnt by asking Graph, not told by a callback
-        call.history.append(step)
+        call.add_step(step)
         if call.keepalive_at is None and _IN_CALL <= rank(target) < _RANK["terminating"]:
             call.keepalive_at = now  # answered: Graph wants a keepAlive within 45 minutes from here
     if call.state == "terminated" and (transitioned or changes):
@@ -284,9 +284,13 @@ def operation_type(data: JSON) -> str:
     return name if name and name != "comms" else "unknown"
 
 
+def _operation_id(notification: Notification, data: JSON) -> str:
+    return str(notification.resource.sub_id or data.get("id") or "unknown")
+
+
 def _decide_operation(call: Call, notification: Notification, now: str) -> Decision:
     data: JSON = notification.data
-    op_id = notification.resource.sub_id or data.get("id") or "unknown"
+    op_id = _operation_id(notification, data)
     status = data.get("status")
     if notification.change_type == "deleted" and not status:
         status = "completed"
@@ -348,6 +352,29 @@ def operation_succeeded(operation: JSON) -> bool:
     result = operation.get("resultInfo")
     code = as_int(result.get("code")) if isinstance(result, dict) else None
     return code is None or code < 400
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What :func:`decide` reads of a call's collections for one notification, so that a store reads only
+    that: the roster for a roster, the one operation for its result, the tones of the ``sequenceId`` a tone
+    carries. History is only appended to, never read."""
+
+    roster: bool = False
+    operation: str | None = None
+    tone_sequence: int | None = None
+
+
+def needs_of(notification: Notification) -> Needs:
+    """The :class:`Needs` of ``notification``."""
+    if notification.kind == "participants":
+        return Needs(roster=True)
+    data = notification.data if isinstance(notification.data, dict) else {}
+    if notification.kind == "operation":
+        return Needs(operation=_operation_id(notification, data))
+    tone = data.get("toneInfo")
+    sequence = tone.get("sequenceId") if isinstance(tone, dict) else None
+    return Needs(tone_sequence=sequence if isinstance(sequence, int) else None)
 
 
 def needs_keepalive(call: Call) -> bool:

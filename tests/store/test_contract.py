@@ -11,7 +11,17 @@ from typing import Any
 import pytest
 
 from webhook import create_app
-from webhook.builders import call_ended, call_notification, envelope, incoming_call, new_id
+from webhook.builders import (
+    call_ended,
+    call_notification,
+    envelope,
+    incoming_call,
+    new_id,
+    operation_notification,
+    participant,
+    roster_notification,
+    tone_notification,
+)
 from webhook.schemas import load_notifications
 from webhook.simulate import SCENARIOS, delivery
 from webhook.state import claim_keepalive
@@ -175,3 +185,58 @@ def test_keepalives_are_due_for_answered_calls_and_claimed_by_one_of_many(any_st
     assert store.keepalives_due(after) == []  # the period starts again at the claim
     stored = store.get(answered)
     assert stored is not None and stored.keepalive_at == claimed_at
+
+
+def test_only_the_latest_transitions_are_kept_and_the_others_counted(any_store_settings: dict[str, str]) -> None:
+    store = open_store(
+        any_store_settings["STORE_URL"], prefix=any_store_settings.get("REDIS_PREFIX", "x"), history_limit=5
+    )
+    call_id = new_id()
+    apply_all(store, envelope(incoming_call(call_id)))
+    for state in ["established", "hold"] * 4:
+        apply_all(store, envelope(call_notification(call_id, state)))
+    doc = store.get(call_id).to_dict()  # type: ignore[union-attr]
+    assert doc["historyTotal"] == 9 and doc["historyDropped"] == 4
+    assert [(step["from"], step["to"]) for step in doc["history"]] == [
+        ("established", "hold"),
+        ("hold", "established"),
+        ("established", "hold"),
+        ("hold", "established"),
+        ("established", "hold"),
+    ]
+
+
+def test_a_call_is_read_back_whole_and_in_order_and_handlers_see_every_collection(
+    store: CallStore, recorder: Recorder
+) -> None:
+    call_id = new_id()
+    people = [participant(f"p-{index}", f"person {index}") for index in range(5)]
+    apply_all(store, envelope(incoming_call(call_id)), envelope(call_notification(call_id, "established")))
+    apply_all(store, envelope(roster_notification(call_id, people)))
+    muted = [*people[:2], {**people[2], "isMuted": True}, *people[3:4]]  # one muted, the last one left
+    for index, body in enumerate(
+        [
+            envelope(roster_notification(call_id, muted)),
+            envelope(operation_notification(call_id, "op-b", client_context="second")),
+            envelope(operation_notification(call_id, "op-a", client_context="first")),
+            envelope(tone_notification(call_id, "tone1", 1)),
+            envelope(tone_notification(call_id, "tone1", 1)),  # the same press, again
+            envelope(tone_notification(call_id, "tone2", 2)),
+        ]
+    ):
+        decisions = apply_all(store, body)
+        assert decisions[0].changed is (index != 4)
+    stored = store.get(call_id)
+    assert stored is not None
+    assert [p["id"] for p in stored.participants] == ["p-0", "p-1", "p-2", "p-3"]
+    assert [p["isMuted"] for p in stored.participants] == [False, False, True, False]
+    assert list(stored.operations) == ["op-b", "op-a"]  # in the order they were first heard
+    assert [t["tone"] for t in stored.tones] == ["tone1", "tone2"]
+    assert history_states(stored) == ["incoming", "established"]
+    (notification,) = load_notifications(envelope(call_notification(call_id, "hold")))
+    decision = store.apply(notification, NOW)
+    (event,) = decision.events
+    call = event.kwargs["call"]  # what a handler gets: every collection, read when used
+    assert history_states(call) == ["incoming", "established", "hold"]
+    assert len(call.participants) == 4 and list(call.operations) == ["op-b", "op-a"] and len(call.tones) == 2
+    assert call.to_dict() == store.get(call_id).to_dict()  # type: ignore[union-attr]

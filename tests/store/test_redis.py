@@ -14,9 +14,20 @@ import pytest
 import redis
 
 from webhook import ConfigError, create_app
-from webhook.builders import call_ended, call_notification, envelope, incoming_call, new_id
+from webhook.builders import (
+    call_ended,
+    call_notification,
+    envelope,
+    incoming_call,
+    new_id,
+    operation_notification,
+    participant,
+    roster_notification,
+    tone_notification,
+)
 from webhook.schemas import load_notifications
 from webhook.simulate import SCENARIOS, delivery, make_calls, send_all
+from webhook.state import decide
 from webhook.store import open_store
 from webhook.store.redis import RedisStore
 
@@ -243,3 +254,35 @@ def test_a_policy_turned_evicting_at_run_time_stops_acknowledging_until_it_is_un
         assert client.post("/api/calls", json=envelope(incoming_call(call_id))).status_code == 202
     finally:
         server.stop()
+
+
+def test_a_call_written_whole_by_the_previous_release_is_read_and_moved_to_its_keys(
+    redis_server: str, redis_prefix: str
+) -> None:
+    store = redis_store(redis_server, redis_prefix)
+    call_id = new_id()
+    people = [participant("p-1", "Alice"), participant("p-2", "Bob")]
+    bodies = [
+        envelope(incoming_call(call_id)),
+        envelope(call_notification(call_id, "established")),
+        envelope(roster_notification(call_id, people)),
+        envelope(operation_notification(call_id, "op-1")),
+        envelope(tone_notification(call_id, "tone3", 7)),
+    ]
+    call = None
+    for body in bodies:
+        for notification in load_notifications(body):
+            call = decide(call, notification, "2026-01-01T00:00:00.000Z").call
+    assert call is not None
+    old = call.to_dict()
+    del old["historyTotal"], old["historyDropped"]  # what the previous release wrote: everything in one document
+    store.client.set(store.key("call", call_id), json.dumps(old))
+    assert store.get(call_id).to_dict()["participants"] == old["participants"]  # type: ignore[union-attr]
+    apply(store, envelope(tone_notification(call_id, "tone3", 7)))  # heard already: a duplicate...
+    apply(store, envelope(call_notification(call_id, "hold")))  # ...and a transition, whose commit moves it all
+    record = json.loads(store.client.get(store.key("call", call_id)))
+    assert "history" not in record and "participants" not in record
+    now = store.get(call_id).to_dict()  # type: ignore[union-attr]
+    assert history_states(now) == ["incoming", "established", "hold"]
+    assert now["participants"] == old["participants"] and now["operations"] == old["operations"]
+    assert [tone["sequenceId"] for tone in now["tones"]] == [7]

@@ -3,6 +3,7 @@ deleted, replaced or corrupt under the running receiver."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -13,11 +14,13 @@ from typing import Any
 import pytest
 
 from webhook import ConfigError, create_app
-from webhook.builders import envelope, incoming_call, new_id
+from webhook.builders import call_notification, envelope, incoming_call, new_id, participant, roster_notification
 from webhook.http import EXTENSION
+from webhook.schemas import load_notifications
 from webhook.store import open_store
 
 from ..conftest import Recorder
+from ..support import history_states
 
 
 def test_a_store_busy_past_its_timeout_answers_503_and_stores_nothing(
@@ -176,3 +179,57 @@ def test_a_corrupt_store_boots_answers_503_and_fails_readiness_until_restored(
         assert _post(client, new_id()).get_json()["details"] == {"reason": "replaced"}
     assert _post(client, new_id()).status_code == 202
     assert client.get("/readyz").status_code == 200
+
+
+V4 = Path(__file__).resolve().parent.parent / "data" / "store-v4.sqlite3"
+
+
+def test_a_store_written_by_the_previous_release_is_migrated_once_in_place(tmp_path: Path) -> None:
+    """tests/data/store-v4.sqlite3 was written by the release that kept each call as one document (schema 4):
+    three calls (one with a roster, an operation, two tones and a hold), 14 undelivered events, a failure."""
+    path = tmp_path / "calls.sqlite3"
+    shutil.copy(V4, path)
+    before = {call_id: json.loads(doc) for call_id, doc in sqlite3.connect(path).execute("SELECT id, doc FROM calls")}
+    store = open_store(f"sqlite:///{path}")
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (5,)
+    for call_id, old in before.items():
+        migrated = store.get(call_id)
+        assert migrated is not None
+        new = migrated.to_dict()
+        assert {key: new[key] for key in old} == old  # every field as it was
+        assert new["historyTotal"] == len(old["history"]) and new["historyDropped"] == 0
+    docs = [json.loads(doc) for (doc,) in sqlite3.connect(path).execute("SELECT doc FROM calls")]
+    assert not any("history" in doc or "participants" in doc for doc in docs)  # the collections left the record
+    leftover = store.claim_orphans("me", 1e12, 1e12, lambda owner: True)
+    assert len(leftover) == 14 and all(event.kwargs.get("call") is not None for event in leftover)
+    assert [f.handler for f in store.failures()] == ["mybot.greet"]
+    call_id = "11111111-0000-0000-0000-000000000001"
+    (hold,) = load_notifications(envelope(call_notification(call_id, "hold")))
+    assert store.apply(hold, "2026-11-02T00:00:00.000Z").outcome == "applied"
+    assert history_states(store.get(call_id))[-2:] == ["established", "hold"]  # type: ignore[arg-type]
+    assert len(store.get(call_id).participants) == 3  # type: ignore[union-attr]
+    mtime = path.stat().st_mtime_ns
+    open_store(f"sqlite:///{path}").get(call_id)  # once: a second start reads the version and writes nothing
+    assert path.stat().st_mtime_ns == mtime
+
+
+def test_a_roster_change_rewrites_only_the_participants_that_changed(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'calls.sqlite3'}")
+    call_id = new_id()
+    people = [participant(new_id(), f"person {index}") for index in range(250)]
+    for body in (envelope(incoming_call(call_id)), envelope(roster_notification(call_id, people))):
+        for notification in load_notifications(body):
+            store.apply(notification, "2026-01-01T00:00:00.000Z")
+    conn = sqlite3.connect(tmp_path / "calls.sqlite3")
+    conn.execute("CREATE TEMP TABLE written (position INTEGER)")
+    conn.execute(
+        "CREATE TEMP TRIGGER count_writes AFTER INSERT ON main.call_participants "
+        "BEGIN INSERT INTO written VALUES (new.position); END"
+    )
+    muted = [*people[:7], {**people[7], "isMuted": True}, *people[8:]]
+    (notification,) = load_notifications(envelope(roster_notification(call_id, muted)))
+    # The trigger lives in this connection only: apply through it, as the store would.
+    store._local.conn = conn
+    conn.isolation_level = None
+    store.apply(notification, "2026-01-01T00:00:01.000Z")
+    assert [position for (position,) in conn.execute("SELECT position FROM written")] == [7]

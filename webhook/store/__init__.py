@@ -6,7 +6,7 @@ import logging
 
 from ..errors import ConfigError, StoreUnavailable
 from .base import CallStore
-from .sqlite import SQLiteStore
+from .sqlite import HISTORY_LIMIT, SQLiteStore
 
 __all__ = ["CallStore", "SQLiteStore", "open_store"]
 
@@ -23,19 +23,21 @@ def open_store(
     prefix: str = "comms-webhook",
     redis_allow_eviction: bool = False,
     sqlite_synchronous: str = "full",
+    history_limit: int = HISTORY_LIMIT,
 ) -> CallStore:
     """Open the store a ``STORE_URL`` names.
 
     ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (one machine), ``redis://[:password@]host:port/db``
     or ``rediss://...`` (several instances; ``prefix`` starts every key, ``retention_seconds`` is how long ended
-    calls are kept, ``redis_allow_eviction`` accepts a Redis that may evict keys).
+    calls are kept, ``redis_allow_eviction`` accepts a Redis that may evict keys); ``history_limit`` is how many
+    transitions are kept per call, the latest).
 
     The store is opened and checked at once: a setting no retry fixes raises :class:`ConfigError`; a store that
     cannot be used yet (locked, disk full, unreachable) is logged and returned, and every use tries again.
     """
     store: CallStore | None = None
     if url.startswith("sqlite:///"):
-        store = SQLiteStore.from_url(url, timeout=timeout, synchronous=sqlite_synchronous)
+        store = SQLiteStore.from_url(url, timeout=timeout, synchronous=sqlite_synchronous, history_limit=history_limit)
     elif url.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisStore  # redis-py is imported only by those who use it
 
@@ -45,6 +47,7 @@ def open_store(
             retention_seconds=retention_seconds,
             prefix=prefix,
             allow_eviction=redis_allow_eviction,
+            history_limit=history_limit,
         )
     if store is not None:
         try:

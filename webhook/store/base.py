@@ -1,4 +1,4 @@
-"""The call store interface.
+"""The call store interface, and what both engines share: how a decision becomes the rows it changes.
 
 A store keeps one record per call and makes :func:`webhook.state.decide` atomic: ``apply`` reads the call,
 decides, and writes the result in one transaction, so that with any number of processes applying
@@ -11,11 +11,13 @@ are claimed again by :meth:`CallStore.claim_orphans`: no applied transition is s
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from typing import Any
 
-from ..model import Call, Failure, Notification
-from ..state import Decision, Event, mark_stale
+from ..model import JSON, Call, Failure, Notification, StoredCall
+from ..state import Decision, Event, Needs, mark_stale
 
 #: Decides what to write to one call, given the call as stored (None if never seen); None writes nothing.
 Choose = Callable[["Call | None"], "Decision | None"]
@@ -66,12 +68,25 @@ class CallStore(abc.ABC):
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision | None:
         """Read the call, let ``choose`` decide, and commit its decision atomically, as :meth:`apply` does with
-        :func:`~webhook.state.decide`; None when ``choose`` declined (or, with Redis, when the call kept changing
-        under it: the caller tries again later). What upkeep (stale marks, keep-alive claims) is built on."""
+        :func:`~webhook.state.decide`. ``choose`` is given the call's own record without its collections, and
+        must not change it (return a copy, as ``decide`` does). None when ``choose`` declined (or, with Redis,
+        when the call kept changing under it: the caller tries again later). What upkeep (stale marks,
+        keep-alive claims) is built on."""
 
     @abc.abstractmethod
     def get(self, call_id: str) -> Call | None:
-        """The call with this (canonical) id, or None."""
+        """The call with this (canonical) id, or None; its collections are read when first used."""
+
+    @abc.abstractmethod
+    def read_collection(self, call_id: str, name: str, history_upto: int | None = None) -> Any:
+        """One collection of a stored call: ``history`` (its first ``history_upto`` transitions, as kept),
+        ``participants``, ``tones`` (lists) or ``operations`` (a dict by id)."""
+
+    def stored(self, call: Call, known: Mapping[str, Any] | None = None) -> StoredCall:
+        """``call`` as read from this store: the collections not in ``known`` read when first used, the history
+        as it was at ``call``'s last transition."""
+        call_id, upto = call.id, call.history_total
+        return StoredCall.of(call, lambda name: self.read_collection(call_id, name, upto), known)
 
     @abc.abstractmethod
     def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
@@ -161,3 +176,61 @@ class CallStore(abc.ABC):
 def iso(epoch: float) -> str:
     """An epoch time in the ISO format the calls' times are kept in (UTC, milliseconds, Z): comparable as text."""
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What a decision changed beyond the call's own record, as rows: what both engines write.
+
+    ``history``: new transitions with their sequence numbers; ``roster``: participants to (re)write by position
+    and the roster's new length (positions from there on are gone), or None when the roster did not change;
+    ``operations``: records to upsert by id; ``tones``: tones to append.
+    """
+
+    history: list[tuple[int, JSON]]
+    roster: list[tuple[int, JSON]] | None
+    roster_length: int
+    operations: list[tuple[str, JSON]]
+    tones: list[JSON]
+
+
+def rows_of(loaded: Call, decided: Call, needs: Needs) -> Rows:
+    """The rows ``decided`` changed from ``loaded``, the call as the store read it for ``decide`` (with only
+    what ``needs`` asked for: no history, the roster only for a roster, one operation, the tones of one
+    sequence id)."""
+    first = decided.history_total - len(decided.history)
+    history = [(first + index, step) for index, step in enumerate(decided.history)]
+    roster = None
+    if needs.roster:
+        old = loaded.participants
+        roster = [
+            (position, entry)
+            for position, entry in enumerate(decided.participants)
+            if position >= len(old) or old[position] != entry
+        ]
+    operations = [(op_id, op) for op_id, op in decided.operations.items() if loaded.operations.get(op_id) != op]
+    return Rows(history, roster, len(decided.participants), operations, decided.tones[len(loaded.tones) :])
+
+
+def partial_call(core: Call, needs: Needs, roster: list[JSON], operation: JSON | None, tones: list[JSON]) -> Call:
+    """The call ``decide`` is given: ``core`` (the call's own record, no collections) with what it needs."""
+    core.participants = roster if needs.roster else []
+    core.operations = {needs.operation: operation} if needs.operation is not None and operation is not None else {}
+    core.tones = tones
+    core.history = []
+    return core
+
+
+def as_stored(store: CallStore, decision: Decision, needs: Needs) -> Decision:
+    """``decision`` with its call, in itself and in its events, as a :class:`StoredCall` of ``store``: the
+    partial call ``decide`` saw must not reach handlers, who get every collection, read when used."""
+    call = decision.call
+    if call is None:
+        return decision
+    known = {"participants": call.participants} if needs.roster else {}
+    stored = store.stored(call, known)
+    events = tuple(
+        replace(event, kwargs={k: stored if v is call else v for k, v in event.kwargs.items()})
+        for event in decision.events
+    )
+    return replace(decision, call=stored, events=events)

@@ -8,7 +8,12 @@ are written by one ``EXEC``: a call is never half-written.
 
 Keys (``PREFIX`` defaults to ``comms-webhook``)::
 
-    PREFIX:call:{id}            the call's document (JSON); ended calls expire after RETENTION_SECONDS
+    PREFIX:call:{id}            the call's own record (JSON); ended calls expire after RETENTION_SECONDS, and
+                                with them its collections:
+    PREFIX:call:{id}:history    list of its transitions, the latest HISTORY_LIMIT
+    PREFIX:call:{id}:roster     hash position -> participant
+    PREFIX:call:{id}:ops        hash id -> operation;  :ops-order  list of their ids, oldest first
+    PREFIX:call:{id}:tones      list of tones;  :tone-ids  set of the sequence ids heard
     PREFIX:calls                sorted set of every call id, by last update (ms)
     PREFIX:state:{state}        sorted set of the call ids in that state, by last update
     PREFIX:active               sorted set of the calls not ended, by last update
@@ -38,11 +43,12 @@ import redis
 from redis.exceptions import RedisError, WatchError
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..model import Call, Failure, Notification
+from ..model import JSON, Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..settings import masked_url
-from ..state import Decision, Event, decide, needs_keepalive
-from .base import CallStore, Choose, NeedsDelivery, _always
+from ..state import Decision, Event, Needs, decide, needs_keepalive, needs_of
+from .base import CallStore, Choose, NeedsDelivery, Rows, _always, as_stored, partial_call, rows_of
+from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call
 _POLICY_CHECK_SECONDS = 30.0  # how stale the knowledge of Redis's memory policy may be on the write path
@@ -69,6 +75,17 @@ def _eviction_message(url: str, policy: str) -> str:
         "WEBHOOK_REDIS_ALLOW_EVICTION=1 to accept the loss"
     )
 
+
+# The keys of a call document that an earlier release kept inside it, now keys of their own.
+_COLLECTION_KEYS = ("history", "participants", "operations", "tones")
+
+# Drop the oldest COUNT operations of a call: their ids from the head of the order list, then their records.
+_DROP_OLDEST = """
+local ids = redis.call('LRANGE', KEYS[1], 0, tonumber(ARGV[1]) - 1)
+redis.call('LTRIM', KEYS[1], tonumber(ARGV[1]), -1)
+if #ids > 0 then redis.call('HDEL', KEYS[2], unpack(ids)) end
+return #ids
+"""
 
 # Lease an outbox row to a new owner only if nobody claimed it since we looked (compare and set).
 _CLAIM = """
@@ -101,8 +118,11 @@ class RedisStore(CallStore):
         retention_seconds: float = 7 * 24 * 3600,
         prefix: str = "comms-webhook",
         allow_eviction: bool = False,
+        history_limit: int = HISTORY_LIMIT,
+        kept_per_call: int = KEPT_PER_CALL,
     ) -> None:
         self.url = masked_url(url)
+        self.history_limit, self.kept_per_call = history_limit, kept_per_call
         self.retention_seconds = retention_seconds
         self.prefix = prefix
         self.allow_eviction = allow_eviction
@@ -173,13 +193,13 @@ class RedisStore(CallStore):
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision:
         self._check_memory_policy()
-        decision = self.update(
+        decision = self._decide_atomically(
             notification.call_id,
-            now,
             lambda current: decide(current, notification, now),
-            owner=owner,
-            lease_until=lease_until,
-            needs_delivery=needs_delivery,
+            owner,
+            lease_until,
+            needs_delivery,
+            needs_of(notification),
         )
         if decision is None:
             raise StoreUnavailable(
@@ -198,8 +218,23 @@ class RedisStore(CallStore):
         lease_until: float = 0.0,
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision | None:
+        return self._decide_atomically(call_id, choose, owner, lease_until, needs_delivery, Needs())
+
+    def _decide_atomically(
+        self,
+        call_id: str,
+        choose: Choose,
+        owner: str,
+        lease_until: float,
+        needs_delivery: NeedsDelivery,
+        needs: Needs,
+    ) -> Decision | None:
         """WATCH the call, let ``choose`` decide on what is stored, and commit in one MULTI/EXEC; decide again
-        if another process changed the call meanwhile. None when ``choose`` declines, or after too many races."""
+        if another process changed the call meanwhile. None when ``choose`` declines, or after too many races.
+
+        Only the call's own key is watched: every commit rewrites it, so a change to any of its collections
+        by another process also fails this EXEC.
+        """
         call_key = self.key("call", call_id)
         with self._errors():
             for _ in range(_MAX_ATTEMPTS):
@@ -207,34 +242,71 @@ class RedisStore(CallStore):
                     try:
                         pipe.watch(call_key)
                         raw = pipe.get(call_key)
-                        current = Call.from_dict(json.loads(raw)) if raw else None
-                        decision = choose(current)
+                        loaded, legacy = self._load(pipe, call_id, raw, needs) if raw else (None, None)
+                        decision = choose(loaded)
                         if decision is None:
                             return None
-                        return self._commit(pipe, decision, current, owner, lease_until, needs_delivery)
+                        committed = self._commit(
+                            pipe, decision, loaded, legacy, needs, owner, lease_until, needs_delivery
+                        )
+                        return as_stored(self, committed, needs)
                     except WatchError:
                         continue
         return None
+
+    def _load(self, pipe: Any, call_id: str, raw: str, needs: Needs) -> tuple[Call, Call | None]:
+        """The call ``decide`` is given, and, for a document written by a release that kept the collections
+        inside it, that whole call (its collections are moved to their own keys by this commit)."""
+        doc = json.loads(raw)
+        if any(key in doc for key in _COLLECTION_KEYS):
+            legacy = Call.from_dict(doc)
+            tones = [t for t in legacy.tones if t.get("sequenceId") == needs.tone_sequence]
+            operation = legacy.operations.get(needs.operation) if needs.operation is not None else None
+            core = Call.from_dict({key: value for key, value in doc.items() if key not in _COLLECTION_KEYS})
+            core.history_total = legacy.history_total
+            return partial_call(core, needs, list(legacy.participants), operation, tones), legacy
+        roster: list[JSON] = []
+        operation = None
+        heard: list[JSON] = []
+        if needs.roster:
+            entries = pipe.hgetall(self.key("call", call_id, "roster"))
+            roster = [json.loads(entries[position]) for position in sorted(entries, key=int)]
+        if needs.operation is not None:
+            found = pipe.hget(self.key("call", call_id, "ops"), needs.operation)
+            operation = json.loads(found) if found else None
+        if needs.tone_sequence is not None and pipe.sismember(
+            self.key("call", call_id, "tone-ids"), str(needs.tone_sequence)
+        ):
+            heard = [{"sequenceId": needs.tone_sequence}]  # enough for decide to know it was heard
+        return partial_call(Call.from_dict(doc), needs, roster, operation, heard), None
 
     def _commit(
         self,
         pipe: Any,
         decision: Decision,
-        current: Call | None,
+        loaded: Call | None,
+        legacy: Call | None,
+        needs: Needs,
         owner: str,
         lease_until: float,
         needs_delivery: NeedsDelivery,
     ) -> Decision:
-        """Write a decision's call and outbox rows in one MULTI/EXEC on a watching pipeline; number its events.
+        """Write a decision's call, the rows it changed and its outbox rows in one MULTI/EXEC on a watching
+        pipeline; number its events.
 
         Raises ``WatchError`` when the call changed since it was read: the caller decides again.
         """
         wanted = [event for event in decision.events if needs_delivery(event)]
         # Ids are taken before MULTI; an attempt that loses the race simply leaves gaps.
         ids = [int(pipe.incr(self.key("outbox", "seq"))) for _ in wanted]
+        call = decision.call
+        operations_kept = int(pipe.llen(self.key("call", call.id, "ops-order"))) if call is not None else 0
         pipe.multi()
-        if decision.call is not None:
-            self._write_call(pipe, decision.call, current)
+        if call is not None:
+            self._write_call(pipe, call, loaded)
+            if legacy is not None:
+                self._write_legacy_rows(pipe, legacy)
+            self._write_rows(pipe, call, rows_of(loaded or Call(id=call.id), call, needs), loaded, operations_kept)
         for event_id, event in zip(ids, wanted, strict=True):
             key = str(event_id)
             pipe.hset(self.key("outbox"), key, encode_event(event))
@@ -250,7 +322,7 @@ class RedisStore(CallStore):
     def _write_call(self, pipe: Any, call: Call, previous: Call | None) -> None:
         call_id = call.id
         score = _epoch_ms(call.seen_at)  # the indexes are ordered by the last notification
-        doc = json.dumps(call.to_dict())
+        doc = json.dumps(call.core_dict())
         if call.state == "terminated":
             pipe.set(self.key("call", call_id), doc, ex=int(self.retention_seconds))
             pipe.zrem(self.key("active"), call_id)
@@ -275,6 +347,57 @@ class RedisStore(CallStore):
         else:
             pipe.zrem(self.key("keepalive"), call_id)
 
+    def _write_rows(self, pipe: Any, call: Call, rows: Rows, loaded: Call | None, operations_kept: int) -> None:
+        history, roster = self.key("call", call.id, "history"), self.key("call", call.id, "roster")
+        ops, order = self.key("call", call.id, "ops"), self.key("call", call.id, "ops-order")
+        tones, tone_ids = self.key("call", call.id, "tones"), self.key("call", call.id, "tone-ids")
+        if rows.history:
+            pipe.rpush(history, *(json.dumps(step) for _, step in rows.history))
+            pipe.ltrim(history, -self.history_limit, -1)
+        if rows.roster is not None:
+            if rows.roster:
+                pipe.hset(roster, mapping={str(position): json.dumps(entry) for position, entry in rows.roster})
+            before = len(loaded.participants) if loaded is not None else 0
+            if before > rows.roster_length:
+                pipe.hdel(roster, *(str(position) for position in range(rows.roster_length, before)))
+        new_operations = [op_id for op_id, _ in rows.operations if loaded is None or op_id not in loaded.operations]
+        if rows.operations:
+            pipe.hset(ops, mapping={op_id: json.dumps(op) for op_id, op in rows.operations})
+        if new_operations:
+            pipe.rpush(order, *new_operations)
+            # The oldest beyond the limit go: their ids are read back from the list's head by the script.
+            excess = operations_kept + len(new_operations) - self.kept_per_call
+            if excess > 0:
+                pipe.eval(_DROP_OLDEST, 2, order, ops, excess)
+        if rows.tones:
+            pipe.rpush(tones, *(json.dumps(tone) for tone in rows.tones))
+            pipe.ltrim(tones, -self.kept_per_call, -1)
+            heard = [str(tone["sequenceId"]) for tone in rows.tones if tone.get("sequenceId") is not None]
+            if heard:
+                pipe.sadd(tone_ids, *heard)
+        if call.state == "terminated":
+            for key in (history, roster, ops, order, tones, tone_ids):
+                pipe.expire(key, int(self.retention_seconds))
+
+    def _write_legacy_rows(self, pipe: Any, legacy: Call) -> None:
+        """Move the collections of a document written by an earlier release to their own keys, once."""
+        call_id = legacy.id
+        if legacy.history:
+            pipe.rpush(self.key("call", call_id, "history"), *(json.dumps(step) for step in legacy.history))
+        if legacy.participants:
+            entries = {str(position): json.dumps(entry) for position, entry in enumerate(legacy.participants)}
+            pipe.hset(self.key("call", call_id, "roster"), mapping=entries)
+        if legacy.operations:
+            pipe.hset(
+                self.key("call", call_id, "ops"), mapping={k: json.dumps(v) for k, v in legacy.operations.items()}
+            )
+            pipe.rpush(self.key("call", call_id, "ops-order"), *legacy.operations)
+        if legacy.tones:
+            pipe.rpush(self.key("call", call_id, "tones"), *(json.dumps(tone) for tone in legacy.tones))
+            heard = [str(tone["sequenceId"]) for tone in legacy.tones if tone.get("sequenceId") is not None]
+            if heard:
+                pipe.sadd(self.key("call", call_id, "tone-ids"), *heard)
+
     def count_calls(self, what: str) -> int:
         with self._errors():
             return int(self.client.zcard(self.key("stale" if what == "stale" else "active")))
@@ -295,7 +418,35 @@ class RedisStore(CallStore):
     def get(self, call_id: str) -> Call | None:
         with self._errors():
             raw = self.client.get(self.key("call", call_id))
-        return Call.from_dict(json.loads(raw)) if raw else None
+        return self._stored(raw) if raw else None
+
+    def _stored(self, raw: str) -> Call:
+        doc = json.loads(raw)
+        if any(key in doc for key in _COLLECTION_KEYS):
+            return Call.from_dict(doc)  # written by an earlier release: whole, until its next notification
+        return self.stored(Call.from_dict(doc))
+
+    def read_collection(self, call_id: str, name: str, history_upto: int | None = None) -> Any:
+        with self._errors():
+            if name == "history":
+                with self.client.pipeline(transaction=True) as pipe:
+                    pipe.get(self.key("call", call_id))
+                    pipe.lrange(self.key("call", call_id, "history"), 0, -1)
+                    raw, steps = pipe.execute()
+                total = int(json.loads(raw).get("historyTotal") or 0) if raw else len(steps)
+                first = total - len(steps)  # the sequence number of the oldest step kept
+                upto = len(steps) if history_upto is None else max(0, history_upto - first)
+                return [json.loads(step) for step in steps[:upto]]
+            if name == "participants":
+                entries = self.client.hgetall(self.key("call", call_id, "roster"))
+                return [json.loads(entries[position]) for position in sorted(entries, key=int)]
+            if name == "operations":
+                order = self.client.lrange(self.key("call", call_id, "ops-order"), 0, -1)
+                docs = self.client.hmget(self.key("call", call_id, "ops"), order) if order else []
+                return {op_id: json.loads(doc) for op_id, doc in zip(order, docs, strict=True) if doc is not None}
+            if name == "tones":
+                return [json.loads(tone) for tone in self.client.lrange(self.key("call", call_id, "tones"), 0, -1)]
+        raise ValueError(f"a call has no collection {name!r}")
 
     def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
         index = self.key("state", state) if state is not None else self.key("active" if active else "calls")
@@ -305,7 +456,7 @@ class RedisStore(CallStore):
             expired = [call_id for call_id, doc in zip(ids, docs, strict=True) if doc is None]
             if expired:
                 self.client.zrem(index, *expired)
-        calls = [Call.from_dict(json.loads(doc)) for doc in docs if doc is not None]
+        calls = [self._stored(doc) for doc in docs if doc is not None]
         if state is None and active:
             calls = [call for call in calls if call.state != "terminated"]
         elif state is not None:
@@ -342,7 +493,7 @@ class RedisStore(CallStore):
                 keys = [self.key("outbox", "owner"), self.key("outbox", "lease"), self.key("outbox")]
                 text = self._claim(keys=keys, args=[event_id, row_owner, owner, lease_until])
                 if text:
-                    claimed.append(decode_event(text, int(event_id)))
+                    claimed.append(decode_event(text, int(event_id), collections=self.read_collection))
         return claimed
 
     def pending_events(self) -> int:

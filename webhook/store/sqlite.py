@@ -21,16 +21,21 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
-from ..state import Decision, Event, decide, needs_keepalive
-from .base import CallStore, Choose, NeedsDelivery, _always, iso
+from ..state import Decision, Event, Needs, decide, needs_keepalive, needs_of
+from .base import CallStore, Choose, NeedsDelivery, Rows, _always, as_stored, iso, partial_call, rows_of
 
 logger = logging.getLogger("webhook.store")
 
-_SCHEMA_VERSION = 4
+_SCHEMA_VERSION = 5
+#: Transitions kept per call (the oldest go beyond; ``historyDropped`` counts them): WEBHOOK_HISTORY_LIMIT.
+HISTORY_LIMIT = 10_000
+#: Operations and tones kept per call, the latest.
+KEPT_PER_CALL = 1_000
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS calls (
     id TEXT PRIMARY KEY,
@@ -62,6 +67,34 @@ CREATE TABLE IF NOT EXISTS failures (
     last_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS failures_by_status ON failures (status, id);
+CREATE TABLE IF NOT EXISTS call_history (
+    call_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    step TEXT NOT NULL,
+    PRIMARY KEY (call_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS call_participants (
+    call_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (call_id, position)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS call_operations (
+    id INTEGER PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    op_id TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    UNIQUE (call_id, op_id)
+);
+CREATE INDEX IF NOT EXISTS call_operations_in_order ON call_operations (call_id, id);
+CREATE TABLE IF NOT EXISTS call_tones (
+    id INTEGER PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    sequence_id INTEGER,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS call_tones_in_order ON call_tones (call_id, id);
+CREATE INDEX IF NOT EXISTS call_tones_by_sequence ON call_tones (call_id, sequence_id);
 """
 # Columns added after the first release, for databases created before them.
 _ADDED_COLUMNS = {
@@ -84,8 +117,17 @@ class SQLiteStore(CallStore):
 
     engine = "sqlite"
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 5.0, synchronous: str = "full") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 5.0,
+        synchronous: str = "full",
+        history_limit: int = HISTORY_LIMIT,
+        kept_per_call: int = KEPT_PER_CALL,
+    ) -> None:
         self.path = Path(path)
+        self.history_limit, self.kept_per_call = history_limit, kept_per_call
         self.url = f"sqlite:///{self.path}"
         self.timeout = timeout
         if synchronous not in ("full", "normal"):
@@ -98,7 +140,7 @@ class SQLiteStore(CallStore):
         self._fault: StoreUnavailable | None = None  # what made this process's last use fail, until one succeeds
 
     @classmethod
-    def from_url(cls, url: str, *, timeout: float = 5.0, synchronous: str = "full") -> SQLiteStore:
+    def from_url(cls, url: str, **options: Any) -> SQLiteStore:
         """``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (SQLAlchemy's spelling)."""
         path = url[len("sqlite:///") :]
         if not path or path == ":memory:" or path.startswith("file:"):
@@ -106,7 +148,7 @@ class SQLiteStore(CallStore):
                 "WEBHOOK_STORE_URL: give the SQLite database a file path (sqlite:///PATH); "
                 "an in-memory database cannot be shared between workers"
             )
-        return cls(path, timeout=timeout, synchronous=synchronous)
+        return cls(path, **options)
 
     def open(self) -> None:
         self._connect()
@@ -219,15 +261,17 @@ class SQLiteStore(CallStore):
         lease_until: float = 0.0,
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision:
-        decision = self.update(
+        decision = self._decide_atomically(
             notification.call_id,
             now,
             lambda current: decide(current, notification, now),
-            owner=owner,
-            lease_until=lease_until,
-            needs_delivery=needs_delivery,
+            owner,
+            lease_until,
+            needs_delivery,
+            needs_of(notification),
         )
         assert decision is not None  # decide always decides
+        self._flush()
         return decision
 
     def update(
@@ -240,7 +284,7 @@ class SQLiteStore(CallStore):
         lease_until: float = 0.0,
         needs_delivery: NeedsDelivery = _always,
     ) -> Decision | None:
-        committed = self._decide_atomically(call_id, now, choose, owner, lease_until, needs_delivery)
+        committed = self._decide_atomically(call_id, now, choose, owner, lease_until, needs_delivery, Needs())
         if committed is not None:
             self._flush()
         return committed
@@ -253,20 +297,44 @@ class SQLiteStore(CallStore):
         owner: str,
         lease_until: float,
         needs_delivery: NeedsDelivery,
+        needs: Needs,
     ) -> Decision | None:
-        """Read the call, let ``choose`` decide, and commit the decision, all under the write lock."""
+        """Read the call (its own record, and of its collections only what ``needs`` names), let ``choose``
+        decide, and commit the rows the decision changed, all under the write lock."""
         conn = self._connect()
         try:
             with self._transaction(conn):
-                row = conn.execute("SELECT doc FROM calls WHERE id = ?", (call_id,)).fetchone()
-                decision = choose(Call.from_dict(json.loads(row[0])) if row else None)
+                loaded = self._load(conn, call_id, needs)
+                decision = choose(loaded)
                 if decision is None:
                     return None
-                committed = self._commit(conn, decision, call_id, now, owner, lease_until, needs_delivery)
+                committed = self._commit(
+                    conn, decision, loaded, needs, call_id, now, owner, lease_until, needs_delivery
+                )
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         self._fault = None
-        return committed
+        return as_stored(self, committed, needs)
+
+    def _load(self, conn: sqlite3.Connection, call_id: str, needs: Needs) -> Call | None:
+        row = conn.execute("SELECT doc FROM calls WHERE id = ?", (call_id,)).fetchone()
+        if row is None:
+            return None
+        roster, operation, tones = [], None, []
+        if needs.roster:
+            rows = conn.execute("SELECT doc FROM call_participants WHERE call_id = ? ORDER BY position", (call_id,))
+            roster = [json.loads(doc) for (doc,) in rows]
+        if needs.operation is not None:
+            found = conn.execute(
+                "SELECT doc FROM call_operations WHERE call_id = ? AND op_id = ?", (call_id, needs.operation)
+            ).fetchone()
+            operation = json.loads(found[0]) if found else None
+        if needs.tone_sequence is not None:
+            rows = conn.execute(
+                "SELECT doc FROM call_tones WHERE call_id = ? AND sequence_id = ?", (call_id, needs.tone_sequence)
+            )
+            tones = [json.loads(doc) for (doc,) in rows]
+        return partial_call(Call.from_dict(json.loads(row[0])), needs, roster, operation, tones)
 
     def _flush(self) -> None:
         """Make the commits so far durable: fsync the WAL, outside the write lock.
@@ -295,13 +363,16 @@ class SQLiteStore(CallStore):
         self,
         conn: sqlite3.Connection,
         decision: Decision,
+        loaded: Call | None,
+        needs: Needs,
         call_id: str,
         now: str,
         owner: str,
         lease_until: float,
         needs_delivery: NeedsDelivery,
     ) -> Decision:
-        """Write a decision's call and outbox rows (inside the caller's transaction); number its events."""
+        """Write a decision's call record, the rows it changed and its outbox rows (inside the caller's
+        transaction); number its events."""
         if decision.call is not None:
             call = decision.call
             conn.execute(
@@ -317,9 +388,10 @@ class SQLiteStore(CallStore):
                     call.seen_at,
                     call.stale_since,
                     call.keepalive_at if needs_keepalive(call) else None,
-                    json.dumps(call.to_dict()),
+                    json.dumps(call.core_dict()),
                 ),
             )
+            self._write_rows(conn, call, rows_of(loaded or Call(id=call.id), call, needs))
         events = []
         for event in decision.events:
             if needs_delivery(event):
@@ -330,6 +402,45 @@ class SQLiteStore(CallStore):
                 event = replace(event, id=cursor.lastrowid)
             events.append(event)
         return replace(decision, events=tuple(events))
+
+    def _write_rows(self, conn: sqlite3.Connection, call: Call, rows: Rows) -> None:
+        call_id = call.id
+        if rows.history:
+            conn.executemany(
+                "INSERT OR REPLACE INTO call_history (call_id, seq, step) VALUES (?, ?, ?)",
+                [(call_id, seq, json.dumps(step)) for seq, step in rows.history],
+            )
+            if call.history_total > self.history_limit:
+                conn.execute(
+                    "DELETE FROM call_history WHERE call_id = ? AND seq < ?",
+                    (call_id, call.history_total - self.history_limit),
+                )
+        if rows.roster is not None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO call_participants (call_id, position, doc) VALUES (?, ?, ?)",
+                [(call_id, position, json.dumps(entry)) for position, entry in rows.roster],
+            )
+            conn.execute(
+                "DELETE FROM call_participants WHERE call_id = ? AND position >= ?", (call_id, rows.roster_length)
+            )
+        for op_id, op in rows.operations:
+            conn.execute(
+                "INSERT INTO call_operations (call_id, op_id, doc) VALUES (?, ?, ?) "
+                "ON CONFLICT (call_id, op_id) DO UPDATE SET doc = excluded.doc",
+                (call_id, op_id, json.dumps(op)),
+            )
+        if rows.tones:
+            conn.executemany(
+                "INSERT INTO call_tones (call_id, sequence_id, doc) VALUES (?, ?, ?)",
+                [(call_id, tone.get("sequenceId"), json.dumps(tone)) for tone in rows.tones],
+            )
+        for table, added in (("call_operations", rows.operations), ("call_tones", rows.tones)):
+            if added:  # the oldest go beyond the limit; counted per write only where something was added
+                conn.execute(
+                    f"DELETE FROM {table} WHERE call_id = ? AND id <= "
+                    f"(SELECT id FROM {table} WHERE call_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (call_id, call_id, self.kept_per_call),
+                )
 
     def count_calls(self, what: str) -> int:
         condition = "(state IS NULL OR state != 'terminated')"
@@ -406,7 +517,7 @@ class SQLiteStore(CallStore):
                     )
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
-        return [decode_event(text, row_id) for row_id, text in claimed]
+        return [decode_event(text, row_id, collections=self.read_collection) for row_id, text in claimed]
 
     def pending_events(self) -> int:
         ((count,),) = self._read("SELECT COUNT(*) FROM outbox")
@@ -442,7 +553,25 @@ class SQLiteStore(CallStore):
 
     def get(self, call_id: str) -> Call | None:
         rows = self._read("SELECT doc FROM calls WHERE id = ?", (call_id,))
-        return Call.from_dict(json.loads(str(rows[0][0]))) if rows else None
+        return self.stored(Call.from_dict(json.loads(str(rows[0][0])))) if rows else None
+
+    def read_collection(self, call_id: str, name: str, history_upto: int | None = None) -> Any:
+        if name == "history":
+            upto = history_upto if history_upto is not None else 2**62
+            rows = self._read(
+                "SELECT step FROM call_history WHERE call_id = ? AND seq < ? ORDER BY seq", (call_id, upto)
+            )
+            return [json.loads(str(step)) for (step,) in rows]
+        if name == "participants":
+            rows = self._read("SELECT doc FROM call_participants WHERE call_id = ? ORDER BY position", (call_id,))
+            return [json.loads(str(doc)) for (doc,) in rows]
+        if name == "operations":
+            rows = self._read("SELECT op_id, doc FROM call_operations WHERE call_id = ? ORDER BY id", (call_id,))
+            return {str(op_id): json.loads(str(doc)) for op_id, doc in rows}
+        if name == "tones":
+            rows = self._read("SELECT doc FROM call_tones WHERE call_id = ? ORDER BY id", (call_id,))
+            return [json.loads(str(doc)) for (doc,) in rows]
+        raise ValueError(f"a call has no collection {name!r}")
 
     def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
         conditions, params = [], []
@@ -453,7 +582,7 @@ class SQLiteStore(CallStore):
             conditions.append("(state IS NULL OR state != 'terminated')")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._read(f"SELECT doc FROM calls{where} ORDER BY updated_at DESC, id LIMIT ?", (*params, limit))
-        return [Call.from_dict(json.loads(str(doc))) for (doc,) in rows]
+        return [self.stored(Call.from_dict(json.loads(str(doc)))) for (doc,) in rows]
 
     def ping(self) -> None:
         """Read the calls table; after a use failed, check that what failed works again: the whole file after
@@ -493,7 +622,35 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS calls_by_seen ON calls (stale_since, seen_at)")
     # Only calls that need keepAlive have a keepalive_at: the index holds the live ones, not the history.
     conn.execute("CREATE INDEX IF NOT EXISTS calls_by_keepalive ON calls (keepalive_at) WHERE keepalive_at IS NOT NULL")
+    _move_collections_to_rows(conn)
     conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+
+
+def _move_collections_to_rows(conn: sqlite3.Connection) -> None:
+    """Schema 5: a call's history, roster, operations and tones leave its document for rows of their own (a
+    document rewritten whole on every notification cost as much as the call was long)."""
+    for call_id, doc in conn.execute("SELECT id, doc FROM calls").fetchall():
+        stored = json.loads(doc)
+        if not any(key in stored for key in ("history", "participants", "operations", "tones")):
+            continue
+        call = Call.from_dict(stored)
+        conn.executemany(
+            "INSERT OR REPLACE INTO call_history (call_id, seq, step) VALUES (?, ?, ?)",
+            [(call_id, seq, json.dumps(step)) for seq, step in enumerate(call.history)],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO call_participants (call_id, position, doc) VALUES (?, ?, ?)",
+            [(call_id, position, json.dumps(entry)) for position, entry in enumerate(call.participants)],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO call_operations (call_id, op_id, doc) VALUES (?, ?, ?)",
+            [(call_id, op_id, json.dumps(op)) for op_id, op in call.operations.items()],
+        )
+        conn.executemany(
+            "INSERT INTO call_tones (call_id, sequence_id, doc) VALUES (?, ?, ?)",
+            [(call_id, tone.get("sequenceId"), json.dumps(tone)) for tone in call.tones],
+        )
+        conn.execute("UPDATE calls SET doc = ? WHERE id = ?", (json.dumps(call.core_dict()), call_id))
 
 
 def _os_reason(exc: OSError) -> str:
