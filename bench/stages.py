@@ -12,6 +12,7 @@ from webhook.builders import call_notification, envelope, new_id
 from webhook.http import EXTENSION
 from webhook.receiver import decode_body, utc_now
 from webhook.schemas import load_notifications
+from webhook.store.base import Lease
 from webhook.testing import LocalGraphKeys
 
 
@@ -51,9 +52,7 @@ def stages(count: int = 2000) -> dict[str, float]:
             decision = state.store.apply(
                 notification.with_claims(claims),
                 utc_now(),
-                owner="bench",
-                lease_until=time.time() + 60,
-                needs_delivery=state.delivery.needs_delivery,
+                lease=Lease("bench", time.time() + 60, state.delivery.needs_delivery),
             )
             t3 = time.perf_counter()
             state.delivery.deliver(decision.events)

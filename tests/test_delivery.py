@@ -227,9 +227,10 @@ from webhook.builders import envelope, incoming_call
 from webhook.delivery import process_owner
 from webhook.schemas import load_notifications
 from webhook.store import open_store
+from webhook.store.base import Lease
 store = open_store(sys.argv[1])
 (notification,) = load_notifications(envelope(incoming_call(sys.argv[2])))
-store.apply(notification, "2026-01-01T00:00:00.000Z", owner=process_owner(), lease_until=time.time() + 300)
+store.apply(notification, "2026-01-01T00:00:00.000Z", lease=Lease(process_owner(), time.time() + 300))
 print(process_owner(), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """

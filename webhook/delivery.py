@@ -37,7 +37,7 @@ from .model import Failure
 from .outbox import decode_event, encode_event
 from .signals import SIGNALS, IsolatedSignal, receiver_name
 from .state import Event
-from .store.base import CallStore
+from .store.base import CallStore, Lease
 
 if TYPE_CHECKING:
     from .upkeep import Upkeep
@@ -184,6 +184,10 @@ class Delivery:
     def lease_until(self) -> float:
         return time.time() + self.lease_seconds
 
+    def lease(self) -> Lease:
+        """This process's lease on the events it commits now: those with receivers, for ``lease_seconds``."""
+        return Lease(process_owner(), self.lease_until(), self.needs_delivery)
+
     # Delivering
 
     def deliver(self, events: Iterable[Event]) -> None:
@@ -291,9 +295,7 @@ class Delivery:
                 call_id,
                 seen_before,
                 self.clock(),
-                owner=process_owner(),
-                lease_until=self.lease_until(),
-                needs_delivery=self.needs_delivery,
+                lease=self.lease(),
             )
             if decision is not None:
                 marked.append(call_id)

@@ -180,7 +180,7 @@ def _check_bearer(expected: str, name: str) -> None:
 
 @bp.get("/api/calls")
 def list_calls() -> Response:
-    """Calls, most recently updated first: ``?state=established`` or ``?active=true`` (not terminated) filter,
+    """Calls, most recently heard of first: ``?state=established`` or ``?active=true`` (not terminated) filter,
     ``?limit=`` caps (1-1000)."""
     state = webhook_state()
     _require_admin(state.settings)

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from . import metrics
-from .delivery import Delivery, process_owner
+from .delivery import Delivery
 from .errors import PayloadError
 from .model import Claims, Notification
 from .schemas import load_notifications
@@ -134,9 +134,7 @@ class Receiver:
         decision = self.store.apply(
             notification,
             self.clock(),
-            owner=process_owner(),
-            lease_until=delivery.lease_until(),
-            needs_delivery=delivery.needs_delivery,
+            lease=delivery.lease(),
         )
         metrics.notifications.labels(notification.kind, decision.outcome).inc()
         for event in decision.events:

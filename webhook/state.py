@@ -404,14 +404,15 @@ def reschedule_keepalive(call: Call | None, claimed_at: str, last_at: str) -> De
     return Decision("updated", rescheduled, reason="keepAlive failed")
 
 
-def mark_stale(call: Call, now: str) -> Decision:
-    """Mark a call that has gone quiet as stale: once, and only while it has not ended.
+def mark_stale(call: Call | None, now: str, quiet_since: str) -> Decision | None:
+    """Mark a call that has gone quiet (no notification since ``quiet_since``) as stale: once, and only while
+    it has not ended; None when it is not to be marked.
 
-    The sweeper calls this inside the store's transaction after checking the call's ``seen_at``; ``call_stale``
-    fires for the mark, so exactly one sweeper's mark is heard however many run.
+    The sweeper calls this inside the store's transaction; ``call_stale`` fires for the mark, so exactly one
+    sweeper's mark is heard however many run.
     """
-    if call.ended or call.stale_since is not None:
-        return Decision("duplicate", None)
+    if call is None or call.ended or call.stale_since is not None or call.seen_at >= quiet_since:
+        return None
     marked = call.copy()
     marked.stale_since = now
     event = Event("call_stale", marked.id, {"call": marked, "last_seen": call.seen_at})

@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Literal
 from . import metrics
 from .actions import CallActions
 from .builders import GRAPH, result_info
-from .delivery import process_owner
 from .errors import CallGone, GraphError, GraphNotConfigured, PayloadError, WebhookError
 from .model import JSON, Call, Claims, Notification
 from .resources import canonical_id, parse_resource
@@ -199,9 +198,7 @@ class Upkeep:
         decision = self.store.apply(
             notification,
             delivery.clock(),
-            owner=process_owner(),
-            lease_until=delivery.lease_until(),
-            needs_delivery=delivery.needs_delivery,
+            lease=delivery.lease(),
         )
         for event in decision.events:
             if event.name == "call_state_changed":

@@ -26,6 +26,7 @@ from webhook.schemas import load_notifications
 from webhook.simulate import SCENARIOS, delivery
 from webhook.state import claim_keepalive
 from webhook.store import CallStore, open_store
+from webhook.store.base import Lease
 
 from ..conftest import ADMIN_TOKEN, Recorder
 from ..support import history_states, is_subsequence
@@ -86,7 +87,7 @@ def test_the_same_transition_from_eight_processes_is_applied_once(any_store_sett
 
 def test_events_with_receivers_wait_in_the_outbox_until_completed(store: CallStore) -> None:
     call_id = new_id()
-    (decision,) = apply_all(store, envelope(incoming_call(call_id)), owner="me", lease_until=time.time() + 60)
+    (decision,) = apply_all(store, envelope(incoming_call(call_id)), lease=Lease("me", time.time() + 60))
     (event,) = decision.events
     assert event.id is not None
     assert store.pending_events() == 1
@@ -94,15 +95,15 @@ def test_events_with_receivers_wait_in_the_outbox_until_completed(store: CallSto
     assert store.claim_orphans("other", time.time(), time.time() + 60, lambda owner: False) == []
     store.complete([event.id])
     assert store.pending_events() == 0
-    (skipped,) = apply_all(store, envelope(call_ended(call_id)), needs_delivery=lambda e: False)
+    (skipped,) = apply_all(store, envelope(call_ended(call_id)), lease=Lease(needs_delivery=lambda e: False))
     assert [e.id for e in skipped.events] == [None]
     assert store.pending_events() == 0
 
 
 def test_orphaned_events_are_claimed_once_with_their_call_and_notification(store: CallStore) -> None:
     call_id = new_id()
-    apply_all(store, envelope(incoming_call(call_id)), owner="dead-process", lease_until=time.time() + 60)
-    apply_all(store, envelope(call_ended(call_id)), owner="expired", lease_until=time.time() - 1)
+    apply_all(store, envelope(incoming_call(call_id)), lease=Lease("dead-process", time.time() + 60))
+    apply_all(store, envelope(call_ended(call_id)), lease=Lease("expired", time.time() - 1))
     claimed = store.claim_orphans("me", time.time(), time.time() + 60, lambda owner: owner == "dead-process")
     assert sorted(e.sender for e in claimed) == ["incoming", "terminated"]
     ended = next(e for e in claimed if e.sender == "terminated")
@@ -240,3 +241,19 @@ def test_a_call_is_read_back_whole_and_in_order_and_handlers_see_every_collectio
     assert history_states(call) == ["incoming", "established", "hold"]
     assert len(call.participants) == 4 and list(call.operations) == ["op-b", "op-a"] and len(call.tones) == 2
     assert call.to_dict() == store.get(call_id).to_dict()  # type: ignore[union-attr]
+
+
+def test_listings_are_ordered_and_filtered_alike_on_both_stores(store: CallStore) -> None:
+    ids = sorted(new_id() for _ in range(4))
+    early, late = "2026-01-01T00:00:01.000Z", "2026-01-01T00:00:02.000Z"
+    for call_id in ids:  # the same moment for all: the id breaks the tie, descending
+        (notification,) = load_notifications(envelope(incoming_call(call_id)))
+        store.apply(notification, early)
+    (ended,) = load_notifications(envelope(call_ended(ids[1])))
+    store.apply(ended, late)  # heard of last
+    assert [c.id for c in store.list_calls()] == [ids[1], ids[3], ids[2], ids[0]]
+    assert [c.id for c in store.list_calls(active=True)] == [ids[3], ids[2], ids[0]]
+    assert [c.id for c in store.list_calls("incoming")] == [ids[3], ids[2], ids[0]]
+    assert [c.id for c in store.list_calls("terminated")] == [ids[1]]
+    assert store.list_calls("terminated", active=True) == []
+    assert [c.id for c in store.list_calls(limit=2)] == [ids[1], ids[3]]

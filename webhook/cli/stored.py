@@ -42,7 +42,7 @@ def _store() -> tuple[Settings, CallStore]:
 @click.option("--active", is_flag=True, help="Only calls that have not ended.")
 @click.option("--json", "as_json", is_flag=True, help="Print the calls as JSON.")
 def calls(state: str | None, limit: int, active: bool, as_json: bool) -> None:
-    """List the calls in the store, most recently updated first."""
+    """List the calls in the store, most recently heard of first."""
     from ..model import canonical_enum
 
     _, store = _store()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 
 from ..errors import ConfigError, StoreUnavailable
-from .base import CallStore
+from .base import NO_LEASE, CallStore, Lease
 from .sqlite import HISTORY_LIMIT, SQLiteStore
 
-__all__ = ["CallStore", "SQLiteStore", "open_store"]
+__all__ = ["NO_LEASE", "CallStore", "Lease", "SQLiteStore", "open_store"]
 
 logger = logging.getLogger("webhook.store")
 

@@ -30,6 +30,21 @@ def _always(event: Event) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class Lease:
+    """The outbox side of a commit: which of its events need delivering (``needs_delivery``: those with
+    receivers), which process delivers them (``owner``) and until when (``until``, epoch seconds) before
+    another may deliver them again."""
+
+    owner: str = ""
+    until: float = 0.0
+    needs_delivery: NeedsDelivery = _always
+
+
+#: No owner, every event in the outbox: for tools and tests that apply notifications themselves.
+NO_LEASE = Lease()
+
+
 class CallStore(abc.ABC):
     """One interface, several engines (``sqlite:///`` today)."""
 
@@ -44,14 +59,12 @@ class CallStore(abc.ABC):
         notification: Notification,
         now: str,
         *,
-        owner: str = "",
-        lease_until: float = 0.0,
-        needs_delivery: NeedsDelivery = _always,
+        lease: Lease = NO_LEASE,
     ) -> Decision:
         """Apply one notification atomically at time ``now``; return the committed decision.
 
-        Events for which ``needs_delivery`` is true are written to the outbox in the same transaction, leased
-        to ``owner`` until ``lease_until`` (epoch seconds); they come back with their outbox ``id``.
+        The events ``lease`` wants delivered are written to the outbox in the same transaction, leased to its
+        owner until its end; they come back with their outbox ``id``.
         Raises :class:`~webhook.errors.StoreUnavailable` when the store cannot be reached or stays busy past
         its timeout; nothing is written in that case.
         """
@@ -63,9 +76,7 @@ class CallStore(abc.ABC):
         now: str,
         choose: Choose,
         *,
-        owner: str = "",
-        lease_until: float = 0.0,
-        needs_delivery: NeedsDelivery = _always,
+        lease: Lease = NO_LEASE,
     ) -> Decision | None:
         """Read the call, let ``choose`` decide, and commit its decision atomically, as :meth:`apply` does with
         :func:`~webhook.state.decide`. ``choose`` is given the call's own record without its collections, and
@@ -90,7 +101,8 @@ class CallStore(abc.ABC):
 
     @abc.abstractmethod
     def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
-        """Calls, most recently updated first; only those in ``state``, or only those not ended (``active``)."""
+        """Calls, most recently heard of first (by ``seen_at``, then id, both descending); only those in
+        ``state`` and, with ``active``, only those not ended (so ``terminated`` and ``active`` find none)."""
 
     @abc.abstractmethod
     def count_calls(self, what: str) -> int:
@@ -106,23 +118,14 @@ class CallStore(abc.ABC):
         seen_before: float,
         now: str,
         *,
-        owner: str = "",
-        lease_until: float = 0.0,
-        needs_delivery: NeedsDelivery = _always,
+        lease: Lease = NO_LEASE,
     ) -> Decision | None:
         """Atomically mark the call stale if it is still active, unmarked and quiet; None when it is not.
 
         Of several sweepers racing on one call, exactly one gets the decision (and its ``call_stale`` event).
         """
         quiet_since = iso(seen_before)
-
-        def choose(call: Call | None) -> Decision | None:
-            if call is None or call.seen_at >= quiet_since:
-                return None
-            decision = mark_stale(call, now)
-            return decision if decision.call is not None else None
-
-        return self.update(call_id, now, choose, owner=owner, lease_until=lease_until, needs_delivery=needs_delivery)
+        return self.update(call_id, now, lambda call: mark_stale(call, now, quiet_since), lease=lease)
 
     @abc.abstractmethod
     def keepalives_due(self, due_before: float, limit: int = 100) -> list[str]:

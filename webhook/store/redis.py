@@ -47,7 +47,7 @@ from ..model import JSON, Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..settings import masked_url
 from ..state import Decision, Event, Needs, decide, needs_keepalive, needs_of
-from .base import CallStore, Choose, NeedsDelivery, Rows, _always, as_stored, partial_call, rows_of
+from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, partial_call, rows_of
 from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call
@@ -188,17 +188,13 @@ class RedisStore(CallStore):
         notification: Notification,
         now: str,
         *,
-        owner: str = "",
-        lease_until: float = 0.0,
-        needs_delivery: NeedsDelivery = _always,
+        lease: Lease = NO_LEASE,
     ) -> Decision:
         self._check_memory_policy()
         decision = self._decide_atomically(
             notification.call_id,
             lambda current: decide(current, notification, now),
-            owner,
-            lease_until,
-            needs_delivery,
+            lease,
             needs_of(notification),
         )
         if decision is None:
@@ -214,19 +210,15 @@ class RedisStore(CallStore):
         now: str,
         choose: Choose,
         *,
-        owner: str = "",
-        lease_until: float = 0.0,
-        needs_delivery: NeedsDelivery = _always,
+        lease: Lease = NO_LEASE,
     ) -> Decision | None:
-        return self._decide_atomically(call_id, choose, owner, lease_until, needs_delivery, Needs())
+        return self._decide_atomically(call_id, choose, lease, Needs())
 
     def _decide_atomically(
         self,
         call_id: str,
         choose: Choose,
-        owner: str,
-        lease_until: float,
-        needs_delivery: NeedsDelivery,
+        lease: Lease,
         needs: Needs,
     ) -> Decision | None:
         """WATCH the call, let ``choose`` decide on what is stored, and commit in one MULTI/EXEC; decide again
@@ -246,9 +238,7 @@ class RedisStore(CallStore):
                         decision = choose(loaded)
                         if decision is None:
                             return None
-                        committed = self._commit(
-                            pipe, decision, loaded, legacy, needs, owner, lease_until, needs_delivery
-                        )
+                        committed = self._commit(pipe, decision, loaded, legacy, needs, lease)
                         return as_stored(self, committed, needs)
                     except WatchError:
                         continue
@@ -287,16 +277,14 @@ class RedisStore(CallStore):
         loaded: Call | None,
         legacy: Call | None,
         needs: Needs,
-        owner: str,
-        lease_until: float,
-        needs_delivery: NeedsDelivery,
+        lease: Lease,
     ) -> Decision:
         """Write a decision's call, the rows it changed and its outbox rows in one MULTI/EXEC on a watching
         pipeline; number its events.
 
         Raises ``WatchError`` when the call changed since it was read: the caller decides again.
         """
-        wanted = [event for event in decision.events if needs_delivery(event)]
+        wanted = [event for event in decision.events if lease.needs_delivery(event)]
         # Ids are taken before MULTI; an attempt that loses the race simply leaves gaps.
         ids = [int(pipe.incr(self.key("outbox", "seq"))) for _ in wanted]
         call = decision.call
@@ -310,8 +298,8 @@ class RedisStore(CallStore):
         for event_id, event in zip(ids, wanted, strict=True):
             key = str(event_id)
             pipe.hset(self.key("outbox"), key, encode_event(event))
-            pipe.hset(self.key("outbox", "owner"), key, owner)
-            pipe.zadd(self.key("outbox", "lease"), {key: lease_until})
+            pipe.hset(self.key("outbox", "owner"), key, lease.owner)
+            pipe.zadd(self.key("outbox", "lease"), {key: lease.until})
         pipe.execute()
         numbers = iter(ids)
         events = tuple(
@@ -457,10 +445,10 @@ class RedisStore(CallStore):
             if expired:
                 self.client.zrem(index, *expired)
         calls = [self._stored(doc) for doc in docs if doc is not None]
-        if state is None and active:
-            calls = [call for call in calls if call.state != "terminated"]
-        elif state is not None:
+        if state is not None:
             calls = [call for call in calls if call.state == state]
+        if active:
+            calls = [call for call in calls if call.state != "terminated"]
         return calls[:limit]
 
     # Outbox

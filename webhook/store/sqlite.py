@@ -27,7 +27,7 @@ from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..state import Decision, Event, Needs, decide, needs_keepalive, needs_of
-from .base import CallStore, Choose, NeedsDelivery, Rows, _always, as_stored, iso, partial_call, rows_of
+from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, iso, partial_call, rows_of
 
 logger = logging.getLogger("webhook.store")
 
@@ -43,8 +43,6 @@ CREATE TABLE IF NOT EXISTS calls (
     updated_at TEXT NOT NULL,
     doc TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS calls_by_state ON calls (state, updated_at);
-CREATE INDEX IF NOT EXISTS calls_by_update ON calls (updated_at);
 CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     call_id TEXT NOT NULL,
@@ -257,17 +255,13 @@ class SQLiteStore(CallStore):
         notification: Notification,
         now: str,
         *,
-        owner: str = "",
-        lease_until: float = 0.0,
-        needs_delivery: NeedsDelivery = _always,
+        lease: Lease = NO_LEASE,
     ) -> Decision:
         decision = self._decide_atomically(
             notification.call_id,
             now,
             lambda current: decide(current, notification, now),
-            owner,
-            lease_until,
-            needs_delivery,
+            lease,
             needs_of(notification),
         )
         assert decision is not None  # decide always decides
@@ -280,11 +274,9 @@ class SQLiteStore(CallStore):
         now: str,
         choose: Choose,
         *,
-        owner: str = "",
-        lease_until: float = 0.0,
-        needs_delivery: NeedsDelivery = _always,
+        lease: Lease = NO_LEASE,
     ) -> Decision | None:
-        committed = self._decide_atomically(call_id, now, choose, owner, lease_until, needs_delivery, Needs())
+        committed = self._decide_atomically(call_id, now, choose, lease, Needs())
         if committed is not None:
             self._flush()
         return committed
@@ -294,9 +286,7 @@ class SQLiteStore(CallStore):
         call_id: str,
         now: str,
         choose: Choose,
-        owner: str,
-        lease_until: float,
-        needs_delivery: NeedsDelivery,
+        lease: Lease,
         needs: Needs,
     ) -> Decision | None:
         """Read the call (its own record, and of its collections only what ``needs`` names), let ``choose``
@@ -308,9 +298,7 @@ class SQLiteStore(CallStore):
                 decision = choose(loaded)
                 if decision is None:
                     return None
-                committed = self._commit(
-                    conn, decision, loaded, needs, call_id, now, owner, lease_until, needs_delivery
-                )
+                committed = self._commit(conn, decision, loaded, needs, call_id, now, lease)
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         self._fault = None
@@ -367,9 +355,7 @@ class SQLiteStore(CallStore):
         needs: Needs,
         call_id: str,
         now: str,
-        owner: str,
-        lease_until: float,
-        needs_delivery: NeedsDelivery,
+        lease: Lease,
     ) -> Decision:
         """Write a decision's call record, the rows it changed and its outbox rows (inside the caller's
         transaction); number its events."""
@@ -394,10 +380,10 @@ class SQLiteStore(CallStore):
             self._write_rows(conn, call, rows_of(loaded or Call(id=call.id), call, needs))
         events = []
         for event in decision.events:
-            if needs_delivery(event):
+            if lease.needs_delivery(event):
                 cursor = conn.execute(
                     "INSERT INTO outbox (call_id, event, owner, lease_until, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (call_id, encode_event(event), owner, lease_until, now),
+                    (call_id, encode_event(event), lease.owner, lease.until, now),
                 )
                 event = replace(event, id=cursor.lastrowid)
             events.append(event)
@@ -581,7 +567,7 @@ class SQLiteStore(CallStore):
         if active:
             conditions.append("(state IS NULL OR state != 'terminated')")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        rows = self._read(f"SELECT doc FROM calls{where} ORDER BY updated_at DESC, id LIMIT ?", (*params, limit))
+        rows = self._read(f"SELECT doc FROM calls{where} ORDER BY seen_at DESC, id DESC LIMIT ?", (*params, limit))
         return [self.stored(Call.from_dict(json.loads(str(doc)))) for (doc,) in rows]
 
     def ping(self) -> None:
@@ -622,6 +608,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS calls_by_seen ON calls (stale_since, seen_at)")
     # Only calls that need keepAlive have a keepalive_at: the index holds the live ones, not the history.
     conn.execute("CREATE INDEX IF NOT EXISTS calls_by_keepalive ON calls (keepalive_at) WHERE keepalive_at IS NOT NULL")
+    conn.execute("CREATE INDEX IF NOT EXISTS calls_by_state_heard ON calls (state, seen_at)")
+    conn.execute("CREATE INDEX IF NOT EXISTS calls_by_heard ON calls (seen_at)")
+    conn.execute("DROP INDEX IF EXISTS calls_by_state")  # listings follow seen_at now, as Redis's indexes do
+    conn.execute("DROP INDEX IF EXISTS calls_by_update")
     _move_collections_to_rows(conn)
     conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
