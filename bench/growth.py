@@ -132,6 +132,7 @@ def main() -> None:
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     parser.add_argument("--store-sizes", default="1000,10000,100000")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a look")
+    parser.add_argument("--only", choices=("history", "store", "roster"), help="one table")
     args = parser.parse_args()
     lengths = [10, 100, 1000] if args.quick else [10, 100, 1000, 5000]
     sizes = [1000, 5000] if args.quick else [int(n) for n in args.store_sizes.split(",")]
@@ -154,11 +155,14 @@ def main() -> None:
                     server = RedisServer(Path(folder)).start()
                     url = server.url
                 settings = [{"STORE_URL": url, "REDIS_PREFIX": f"growth-{name}-{time.time_ns()}"} for name in "hsr"]
-            report[engine] = {
-                "history": history(Bench(settings[0]), lengths, repeat),
-                "store": store_size(Bench(settings[1]), sizes, repeat),
-                "roster": roster(Bench(settings[2]), rosters, repeat),
-            }
+            wanted = [args.only] if args.only else ["history", "store", "roster"]
+            report[engine] = {}
+            if "history" in wanted:
+                report[engine]["history"] = history(Bench(settings[0]), lengths, repeat)
+            if "store" in wanted:
+                report[engine]["store"] = store_size(Bench(settings[1]), sizes, repeat)
+            if "roster" in wanted:
+                report[engine]["roster"] = roster(Bench(settings[2]), rosters, repeat)
         if server is not None:
             server.stop()
         else:
@@ -169,8 +173,9 @@ def main() -> None:
             smallest = found[min(found)]
             cells = "  ".join(f"{n:>6}: {t * 1e6:8.0f} us ({t / smallest:5.2f}x)" for n, t in found.items())
             print(f"  {name:8} {cells}")
-        per = {n: t / n * 1e6 for n, t in tables["roster"].items()}
-        print("  roster, us per participant carried: " + "  ".join(f"{n}: {v:.1f}" for n, v in per.items()))
+        if "roster" in tables:
+            per = {n: t / n * 1e6 for n, t in tables["roster"].items()}
+            print("  roster, us per participant carried: " + "  ".join(f"{n}: {v:.1f}" for n, v in per.items()))
 
 
 if __name__ == "__main__":

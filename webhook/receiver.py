@@ -75,19 +75,25 @@ def decode_body(raw: bytes) -> Any:
     return body
 
 
+_CONTAINERS = (dict, list)
+
+
 def _depth(value: Any) -> int:
-    deepest, stack = 0, [(value, 1)]
-    while stack:
-        item, level = stack.pop()
-        if isinstance(item, dict):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in item.values())
-        elif isinstance(item, list):
-            deepest = max(deepest, level)
-            stack.extend((child, level + 1) for child in item)
-        if deepest > MAX_JSON_DEPTH:
-            break
-    return deepest
+    """How deeply ``value`` nests (a scalar: 0), counted up to one beyond :data:`MAX_JSON_DEPTH`.
+
+    Level by level, carrying only containers: a body's scalars (most of its values) are looked at once and
+    never queued.
+    """
+    depth, level = 0, [value] if type(value) in _CONTAINERS else []
+    while level and depth <= MAX_JSON_DEPTH:
+        depth += 1
+        below: list[Any] = []
+        for item in level:
+            below.extend(
+                child for child in (item.values() if type(item) is dict else item) if type(child) in _CONTAINERS
+            )
+        level = below
+    return depth
 
 
 class Receiver:
