@@ -57,26 +57,24 @@ class RosterChange:
     left: list[JSON]
 
 
-def _index(participants: list[JSON]) -> dict[str, int]:
-    return {key: position for position, participant in enumerate(participants) for key in keys(participant)}
-
-
-def _found(participant: JSON, index: dict[str, int]) -> bool:
-    return any(key in index for key in keys(participant))
-
-
 def apply(current: list[JSON], roster: list[JSON], *, removal: bool = False) -> RosterChange:
     """The roster after ``roster`` arrives, and who joined and left compared with ``current``.
 
     A roster lists everyone present (``removal=False``); a ``deleted`` roster notification (``removal=True``)
     lists participants who left.
     """
+    # Each participant's keys once: a 1,000-person meeting sends its whole roster on every mute.
+    current_keys = [keys(p) for p in current]
     if removal:
-        gone = _index(roster)
-        participants = [p for p in current if not _found(p, gone)]
+        gone = set().union(*(keys(p) for p in roster))
+        kept = [not (found & gone) for found in current_keys]
+        participants = [p for p, keep in zip(current, kept, strict=True) if keep]
+        participant_keys = [found for found, keep in zip(current_keys, kept, strict=True) if keep]
     else:
         participants = [p for p in roster if not p.get("removedState")]
-    before, after = _index(current), _index(participants)
-    joined = [p for p in participants if not _found(p, before)]
-    left = [p for p in current if not _found(p, after)]
+        participant_keys = [keys(p) for p in participants]
+    before: set[str] = set().union(*current_keys)
+    after: set[str] = set().union(*participant_keys)
+    joined = [p for p, found in zip(participants, participant_keys, strict=True) if not (found & before)]
+    left = [p for p, found in zip(current, current_keys, strict=True) if not (found & after)]
     return RosterChange(participants, joined, left)

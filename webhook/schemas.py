@@ -200,7 +200,7 @@ def plain_roster(roster: list[Any]) -> list[dict[str, Any]] | None:
         streams = entry.get("mediaStreams")
         if streams is not None and any(type(stream) is not dict for stream in streams):
             return None
-    return [dict(entry) for entry in roster]
+    return list(roster)  # the entries themselves: nothing downstream changes them
 
 
 def _expect_object(value: Any, what: str) -> dict[str, Any]:

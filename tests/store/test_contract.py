@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import threading
 import time
 from datetime import datetime
@@ -25,7 +26,7 @@ from webhook.builders import (
 from webhook.schemas import load_notifications
 from webhook.simulate import SCENARIOS, delivery
 from webhook.state import claim_keepalive
-from webhook.store import CallStore, open_store
+from webhook.store import CallStore, SQLiteStore, open_store
 from webhook.store.base import Lease
 
 from ..conftest import ADMIN_TOKEN, Recorder
@@ -257,3 +258,28 @@ def test_listings_are_ordered_and_filtered_alike_on_both_stores(store: CallStore
     assert [c.id for c in store.list_calls("terminated")] == [ids[1]]
     assert store.list_calls("terminated", active=True) == []
     assert [c.id for c in store.list_calls(limit=2)] == [ids[1], ids[3]]
+
+
+def test_an_orphaned_roster_event_comes_back_with_its_roster_written_once(store: CallStore) -> None:
+    call_id = new_id()
+    people = [participant(f"p-{index}", f"person {index}") for index in range(30)]
+    apply_all(store, envelope(incoming_call(call_id)))
+    (decision,) = apply_all(store, envelope(roster_notification(call_id, people)), lease=Lease("gone", 0.0))
+    assert [e.name for e in decision.events] == ["participants_updated", "participants_joined"]
+    claimed = store.claim_orphans("me", time.time(), time.time() + 60, lambda owner: True)
+    updated = next(e for e in claimed if e.name == "participants_updated")
+    joined = next(e for e in claimed if e.name == "participants_joined")
+    assert updated.kwargs["participants"] == people == updated.kwargs["call"].participants
+    assert updated.kwargs["notification"].data == people
+    assert [p["id"] for p in joined.kwargs["participants"]] == [p["id"] for p in people]
+    # The roster is in the row of the notification that carried it, once: not again as the call's, nor as data.
+    (row,) = [text for text in _outbox_texts(store) if "participants_updated" in text]
+    assert row.count('"p-17"') == 1
+
+
+def _outbox_texts(store: CallStore) -> list[str]:
+    """The outbox rows as the engine keeps them."""
+    if isinstance(store, SQLiteStore):
+        with sqlite3.connect(store.path) as conn:
+            return [str(text) for (text,) in conn.execute("SELECT event FROM outbox")]
+    return list(store.client.hvals(store.key("outbox")))  # type: ignore[attr-defined]

@@ -47,7 +47,7 @@ from ..model import JSON, Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..settings import masked_url
 from ..state import Decision, Event, Needs, decide, needs_keepalive, needs_of
-from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, partial_call, rows_of
+from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
 from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call
@@ -260,7 +260,7 @@ class RedisStore(CallStore):
         heard: list[JSON] = []
         if needs.roster:
             entries = pipe.hgetall(self.key("call", call_id, "roster"))
-            roster = [json.loads(entries[position]) for position in sorted(entries, key=int)]
+            roster = json_rows(entries[position] for position in sorted(entries, key=int))
         if needs.operation is not None:
             found = pipe.hget(self.key("call", call_id, "ops"), needs.operation)
             operation = json.loads(found) if found else None
@@ -427,7 +427,7 @@ class RedisStore(CallStore):
                 return [json.loads(step) for step in steps[:upto]]
             if name == "participants":
                 entries = self.client.hgetall(self.key("call", call_id, "roster"))
-                return [json.loads(entries[position]) for position in sorted(entries, key=int)]
+                return json_rows(entries[position] for position in sorted(entries, key=int))
             if name == "operations":
                 order = self.client.lrange(self.key("call", call_id, "ops-order"), 0, -1)
                 docs = self.client.hmget(self.key("call", call_id, "ops"), order) if order else []

@@ -27,7 +27,7 @@ from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..state import Decision, Event, Needs, decide, needs_keepalive, needs_of
-from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, iso, partial_call, rows_of
+from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, iso, json_rows, partial_call, rows_of
 
 logger = logging.getLogger("webhook.store")
 
@@ -311,7 +311,7 @@ class SQLiteStore(CallStore):
         roster, operation, tones = [], None, []
         if needs.roster:
             rows = conn.execute("SELECT doc FROM call_participants WHERE call_id = ? ORDER BY position", (call_id,))
-            roster = [json.loads(doc) for (doc,) in rows]
+            roster = json_rows(doc for (doc,) in rows)
         if needs.operation is not None:
             found = conn.execute(
                 "SELECT doc FROM call_operations WHERE call_id = ? AND op_id = ?", (call_id, needs.operation)
@@ -550,7 +550,7 @@ class SQLiteStore(CallStore):
             return [json.loads(str(step)) for (step,) in rows]
         if name == "participants":
             rows = self._read("SELECT doc FROM call_participants WHERE call_id = ? ORDER BY position", (call_id,))
-            return [json.loads(str(doc)) for (doc,) in rows]
+            return json_rows(str(doc) for (doc,) in rows)
         if name == "operations":
             rows = self._read("SELECT op_id, doc FROM call_operations WHERE call_id = ? ORDER BY id", (call_id,))
             return {str(op_id): json.loads(str(doc)) for op_id, doc in rows}
