@@ -47,7 +47,7 @@ NO_LEASE = Lease()
 
 
 class CallStore(abc.ABC):
-    """One interface, several engines (``sqlite:///`` today)."""
+    """One interface, two engines: SQLite (``sqlite:///``) and Redis (``redis://``)."""
 
     #: The URL the store was opened with, with any password masked.
     url: str
@@ -81,9 +81,9 @@ class CallStore(abc.ABC):
     ) -> Decision | None:
         """Read the call, let ``choose`` decide, and commit its decision atomically, as :meth:`apply` does with
         :func:`~webhook.state.decide`. ``choose`` is given the call's own record without its collections, and
-        must not change it (return a copy, as ``decide`` does). None when ``choose`` declined (or, with Redis,
-        when the call kept changing under it: the caller tries again later). What upkeep (stale marks,
-        keep-alive claims) is built on."""
+        must not change it (return a copy, as ``decide`` does). None when ``choose`` declined; raises
+        :class:`~webhook.errors.StoreUnavailable` as :meth:`apply` does. What upkeep (stale marks, keep-alive
+        claims) is built on."""
 
     @abc.abstractmethod
     def get(self, call_id: str) -> Call | None:

@@ -197,11 +197,7 @@ class RedisStore(CallStore):
             lease,
             needs_of(notification),
         )
-        if decision is None:
-            raise StoreUnavailable(
-                f"call {notification.call_id} changed {_MAX_ATTEMPTS} times while this notification was applied; retry",
-                reason="busy",
-            )
+        assert decision is not None  # decide always decides
         return decision
 
     def update(
@@ -222,7 +218,8 @@ class RedisStore(CallStore):
         needs: Needs,
     ) -> Decision | None:
         """WATCH the call, let ``choose`` decide on what is stored, and commit in one MULTI/EXEC; decide again
-        if another process changed the call meanwhile. None when ``choose`` declines, or after too many races.
+        if another process changed the call meanwhile. None when ``choose`` declines; after too many races,
+        :class:`~webhook.errors.StoreUnavailable` (busy).
 
         Only the call's own key is watched: every commit rewrites it, so a change to any of its collections
         by another process also fails this EXEC.
@@ -242,7 +239,10 @@ class RedisStore(CallStore):
                         return as_stored(self, committed, needs)
                     except WatchError:
                         continue
-        return None
+        # Not None: that says "nothing to write", and a caller must not take this for it.
+        raise StoreUnavailable(
+            f"call {call_id} changed {_MAX_ATTEMPTS} times while it was being updated; retry", reason="busy"
+        )
 
     def _load(self, pipe: Any, call_id: str, raw: str, needs: Needs) -> tuple[Call, Call | None]:
         """The call ``decide`` is given, and, for a document written by a release that kept the collections
