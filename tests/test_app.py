@@ -93,6 +93,26 @@ def test_a_typo_is_logged_at_start_up_with_the_setting_it_most_likely_meant(
     )
 
 
+@pytest.mark.parametrize("token", ["1e5", "null", "true", "[1]", "007"])
+def test_environment_values_are_read_as_the_strings_they_are(
+    monkeypatch: pytest.MonkeyPatch, store_url: str, token: str
+) -> None:
+    monkeypatch.setenv("WEBHOOK_ADMIN_TOKEN", token)  # not 100000.0, None, True, [1] nor 7
+    app = create_app({"AUTH": "disabled", "STORE_URL": store_url})
+    assert app.extensions[EXTENSION].settings.admin_token == token
+    assert app.test_client().get("/api/calls", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_flasks_own_settings_from_the_environment_reach_flask_without_a_warning(
+    monkeypatch: pytest.MonkeyPatch, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("WEBHOOK_SECRET_KEY", "sessions-of-a-plugin")
+    with caplog.at_level(logging.WARNING, logger="webhook"):
+        app = create_app({"AUTH": "disabled", "STORE_URL": store_url})
+    assert app.config["SECRET_KEY"] == "sessions-of-a-plugin"
+    assert "WEBHOOK_SECRET_KEY" not in caplog.text
+
+
 def test_the_package_exports_lazily_exactly_what_it_declares() -> None:
     import re
     import subprocess

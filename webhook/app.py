@@ -18,7 +18,7 @@ from .journal import Journal
 from .keys import KeyCache
 from .plugins import load_plugins
 from .receiver import Receiver, utc_now
-from .settings import PREFIX, Settings, data_dir, unknown_environment_warnings
+from .settings import PREFIX, Settings, data_dir, environment_settings, unknown_environment_warnings
 from .store import open_store
 from .upkeep import Upkeep
 
@@ -38,7 +38,11 @@ def load_settings(config: Mapping[str, Any] | None = None, *, app: Flask | None 
     too); the default store lives in that app's instance folder.
     """
     app = app if app is not None else new_flask_app(config)
+    # Flask decodes each WEBHOOK_* value as JSON (for its own settings and plugins'), which would turn
+    # WEBHOOK_ADMIN_TOKEN=1e5 into 100000.0 and "null" into None: ours are read as the strings they are, and
+    # parsed by their own settings.
     app.config.from_prefixed_env(PREFIX.rstrip("_"))
+    app.config.update(environment_settings())
     if config:
         app.config.update(config)
     return Settings.from_mapping(app.config, instance_path=app.instance_path)

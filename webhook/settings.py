@@ -417,10 +417,20 @@ def data_dir(config: Mapping[str, Any] | None = None, environ: Mapping[str, str]
     return os.path.abspath(_text("DATA_DIR", configured) if configured else "instance")
 
 
-def unknown_environment_names(environ: Mapping[str, str] | None = None) -> list[str]:
-    """``WEBHOOK_*`` variables that name no setting: most likely typos worth a warning."""
+def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Our settings set in the environment (``WEBHOOK_*``), by name without the prefix, as the strings they are."""
     environ = os.environ if environ is None else environ
-    return sorted(key for key in environ if key.startswith(PREFIX) and key[len(PREFIX) :] not in _BY_NAME)
+    return {key[len(PREFIX) :]: value for key, value in environ.items() if key[len(PREFIX) :] in _BY_NAME}
+
+
+def unknown_environment_names(environ: Mapping[str, str] | None = None) -> list[str]:
+    """``WEBHOOK_*`` variables that name no setting of ours nor of Flask's: most likely typos worth a warning.
+    (Flask's own, ``WEBHOOK_SECRET_KEY`` say, reach the app's config as Flask reads them.)"""
+    from flask import Flask
+
+    environ = os.environ if environ is None else environ
+    known = {*_BY_NAME, *Flask.default_config}
+    return sorted(key for key in environ if key.startswith(PREFIX) and key[len(PREFIX) :] not in known)
 
 
 def unknown_environment_warnings(environ: Mapping[str, str] | None = None) -> list[str]:

@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS failures (
     last_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS failures_by_status ON failures (status, id);
+CREATE INDEX IF NOT EXISTS outbox_by_owner ON outbox (owner, lease_until);
 CREATE TABLE IF NOT EXISTS call_history (
     call_id TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -490,12 +491,17 @@ class SQLiteStore(CallStore):
         conn = self._connect()
         try:
             with self._transaction(conn):
-                rows = conn.execute("SELECT id, event, owner, lease_until FROM outbox ORDER BY id").fetchall()
-                claimed = [
-                    (row_id, text)
-                    for row_id, text, row_owner, row_lease in rows
-                    if row_owner != owner and (row_lease < now or is_dead(row_owner))
-                ][:limit]
+                # The owners first (a handful of processes), then only the rows to claim: the write lock is held
+                # for what is taken, not for the whole outbox.
+                owners = [
+                    str(o) for (o,) in conn.execute("SELECT DISTINCT owner FROM outbox WHERE owner != ?", (owner,))
+                ]
+                dead = [other for other in owners if is_dead(other)]
+                claimed = conn.execute(
+                    f"SELECT id, event FROM outbox WHERE owner != ? AND (lease_until < ? "
+                    f"OR owner IN ({', '.join('?' * len(dead))})) ORDER BY id LIMIT ?",
+                    (owner, now, *dead, limit),
+                ).fetchall()
                 for row_id, _ in claimed:
                     conn.execute(
                         "UPDATE outbox SET owner = ?, lease_until = ?, attempts = attempts + 1 WHERE id = ?",
