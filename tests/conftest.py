@@ -17,7 +17,17 @@ from webhook import create_app
 from webhook.plugins import HANDLERS
 from webhook.signals import SIGNALS
 
-from .support import CAPTURED, DOCS, NO_PAYLOADS, Gunicorn, RedisServer, Served, redis_answers, serve_bot
+from .support import (
+    CAPTURED,
+    DOCS,
+    NO_PAYLOADS,
+    Gunicorn,
+    RedisClusterServers,
+    RedisServer,
+    Served,
+    redis_answers,
+    serve_bot,
+)
 
 ADMIN_TOKEN = "admin-secret-for-tests"
 
@@ -198,15 +208,45 @@ def redis_prefix(redis_server: str) -> Iterator[str]:
         client.delete(*keys)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A 3-master Redis Cluster started for the session (redis-server and redis-cli); the URL of one node.
+    Without them the cluster tests skip, except where COMMS_WEBHOOK_REQUIRE_REDIS=1 (CI) makes that a failure."""
+    if not (shutil.which("redis-server") and shutil.which("redis-cli")):
+        reason = "redis-server and redis-cli are needed for a Redis Cluster"
+        if os.environ.get("COMMS_WEBHOOK_REQUIRE_REDIS") == "1":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    cluster = RedisClusterServers(tmp_path_factory.mktemp("redis-cluster")).start()
+    try:
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+def _redis_settings(request: pytest.FixtureRequest, kind: str) -> dict[str, str]:
+    if kind == "redis":
+        return {
+            "STORE_URL": request.getfixturevalue("redis_server"),
+            "REDIS_PREFIX": request.getfixturevalue("redis_prefix"),
+        }
+    # A prefix of its own in the session's cluster, which only tests use.
+    prefix = f"comms-webhook-test-{uuid.uuid4().hex[:12]}"
+    return {"STORE_URL": request.getfixturevalue("redis_cluster"), "REDIS_PREFIX": prefix, "REDIS_CLUSTER": "1"}
+
+
+@pytest.fixture(params=["redis", "redis-cluster"])
+def shared_redis(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Settings for a shared store on each kind of Redis in turn: one server, and a cluster."""
+    return _redis_settings(request, request.param)
+
+
+@pytest.fixture(params=["sqlite", "redis", "redis-cluster"])
 def any_store_settings(request: pytest.FixtureRequest, store_url: str) -> dict[str, str]:
-    """Settings for each store engine in turn: one contract, two stores."""
+    """Settings for each store engine in turn: one contract, SQLite and Redis (a server, a cluster)."""
     if request.param == "sqlite":
         return {"STORE_URL": store_url}
-    return {
-        "STORE_URL": request.getfixturevalue("redis_server"),
-        "REDIS_PREFIX": request.getfixturevalue("redis_prefix"),
-    }
+    return _redis_settings(request, request.param)
 
 
 @pytest.fixture

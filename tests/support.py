@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -193,6 +194,90 @@ class RedisServer:
             self.process.kill()
             self.process.wait()
             self.process = None
+
+
+def store_of(settings: dict[str, str], **options: Any) -> Any:
+    """The store these settings (``any_store_settings``) name, opened as the receiver opens it."""
+    from webhook.store import open_store
+
+    return open_store(
+        settings["STORE_URL"],
+        prefix=settings.get("REDIS_PREFIX", "comms-webhook"),
+        redis_cluster=settings.get("REDIS_CLUSTER") == "1",
+        **options,
+    )
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is a port too, and free."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            port = random.randint(20000, 55000)
+        with socket.socket() as first, socket.socket() as bus:
+            try:
+                first.bind(("127.0.0.1", port))
+                bus.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+class RedisClusterServers:
+    """A Redis Cluster of ``masters`` redis-server processes of the test's own on 127.0.0.1 (no replicas),
+    created with ``redis-cli --cluster create`` as an operator would."""
+
+    def __init__(self, folder: Path, masters: int = 3) -> None:
+        self.ports = [free_cluster_port() for _ in range(masters)]
+        self.url = f"redis://127.0.0.1:{self.ports[0]}"
+        self.folder = folder
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> RedisClusterServers:
+        for port in self.ports:
+            home = self.folder / str(port)
+            home.mkdir(parents=True, exist_ok=True)
+            command = [
+                "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes",
+                "--cluster-config-file", str(home / "nodes.conf"), "--dir", str(home), "--save", "",
+                "--appendonly", "no",
+            ]  # fmt: skip
+            self.processes.append(subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for port in self.ports:
+            deadline = time.monotonic() + 10
+            while not redis_answers(f"redis://127.0.0.1:{port}/0"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"redis-server on {port} did not start")
+                time.sleep(0.05)
+        nodes = [f"127.0.0.1:{port}" for port in self.ports]
+        subprocess.run(
+            ["redis-cli", "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 20
+        while not all(self._ok(port) for port in self.ports):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not reach cluster_state:ok")
+            time.sleep(0.1)
+        return self
+
+    @staticmethod
+    def _ok(port: int) -> bool:
+        import redis
+
+        try:
+            info = redis.Redis(port=port, socket_timeout=1).execute_command("CLUSTER INFO")
+        except (redis.RedisError, OSError):
+            return False
+        return isinstance(info, dict) and info.get("cluster_state") == "ok"
+
+    def stop(self) -> None:
+        for process in self.processes:
+            process.kill()
+            process.wait()
+        self.processes = []
 
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -24,11 +24,10 @@ from webhook.builders import call_notification, envelope, incoming_call, new_id
 from webhook.cli import main
 from webhook.http import EXTENSION
 from webhook.simulate import send_all
-from webhook.store import open_store
 from webhook.testing import LocalGraphKeys
 
 from .conftest import ADMIN_TOKEN
-from .support import ROOT, free_port
+from .support import ROOT, free_port, store_of
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -220,8 +219,7 @@ def test_of_many_sweepers_one_marks_each_quiet_call(any_store_settings: dict[str
         thread.join()
     stale = Counter(kw["call"].id for name, _, kw in recorder.sent if name == "call_stale")
     assert stale == {call_id: 1 for call_id in ids}
-    store = open_store(settings["STORE_URL"], prefix=settings.get("REDIS_PREFIX", "comms-webhook"))
-    assert store.count_calls("stale") == len(ids)
+    assert store_of(settings).count_calls("stale") == len(ids)
 
 
 def test_check_config_prints_masked_settings_and_problems(

@@ -203,6 +203,12 @@ SETTINGS: tuple[Setting, ...] = (
         10_000,
         "Transitions kept per call, the latest (a call's historyDropped counts the others).",
     ),
+    Setting(
+        "REDIS_CLUSTER",
+        _flag,
+        False,
+        "1: STORE_URL names a node of a Redis Cluster (all the store's keys share one hash tag: one slot).",
+    ),
     Setting("REDIS_PREFIX", _text, "comms-webhook", "Redis: the prefix of every key, to share a database."),
     Setting(
         "REDIS_ALLOW_EVICTION",
@@ -313,6 +319,7 @@ class Settings:
     sqlite_synchronous: str
     retention_seconds: float
     history_limit: int
+    redis_cluster: bool
     redis_prefix: str
     redis_allow_eviction: bool
     journal: str
@@ -372,6 +379,7 @@ class Settings:
             "redis_allow_eviction": self.redis_allow_eviction,
             "sqlite_synchronous": self.sqlite_synchronous,
             "history_limit": self.history_limit,
+            "redis_cluster": self.redis_cluster,
         }
 
     def check_auth(self) -> None:

@@ -26,18 +26,19 @@ from webhook.builders import (
 from webhook.schemas import load_notifications
 from webhook.simulate import SCENARIOS, delivery
 from webhook.state import claim_keepalive
-from webhook.store import CallStore, SQLiteStore, open_store
+from webhook.store import CallStore, SQLiteStore
 from webhook.store.base import Lease
 
 from ..conftest import ADMIN_TOKEN, Recorder
-from ..support import history_states, is_subsequence
+from ..support import history_states, is_subsequence, store_of
 
 NOW = "2026-01-01T00:00:00.000Z"
 NOW_PLUS_ONE = "2026-01-01T00:00:01.000Z"
 
 
-def open_for(settings: dict[str, str]) -> CallStore:
-    return open_store(settings["STORE_URL"], prefix=settings.get("REDIS_PREFIX", "comms-webhook"))
+def open_for(settings: dict[str, str], **options: Any) -> CallStore:
+    store: CallStore = store_of(settings, **options)
+    return store
 
 
 @pytest.fixture
@@ -190,9 +191,7 @@ def test_keepalives_are_due_for_answered_calls_and_claimed_by_one_of_many(any_st
 
 
 def test_only_the_latest_transitions_are_kept_and_the_others_counted(any_store_settings: dict[str, str]) -> None:
-    store = open_store(
-        any_store_settings["STORE_URL"], prefix=any_store_settings.get("REDIS_PREFIX", "x"), history_limit=5
-    )
+    store = open_for(any_store_settings, history_limit=5)
     call_id = new_id()
     apply_all(store, envelope(incoming_call(call_id)))
     for state in ["established", "hold"] * 4:

@@ -104,12 +104,11 @@ def assert_consistent(store: RedisStore) -> list[dict[str, Any]]:
 
 
 @pytest.mark.slow
-def test_three_instances_share_one_redis(tmp_path: Path, redis_server: str, redis_prefix: str) -> None:
+def test_three_instances_share_one_redis(tmp_path: Path, shared_redis: dict[str, str]) -> None:
     count_file = tmp_path / "events.jsonl"
     env = {
         "WEBHOOK_AUTH": "disabled",
-        "WEBHOOK_STORE_URL": redis_server,
-        "WEBHOOK_REDIS_PREFIX": redis_prefix,
+        **{f"WEBHOOK_{name}": value for name, value in shared_redis.items()},
         "WEBHOOK_ADMIN_TOKEN": ADMIN_TOKEN,
         "COUNT_FILE": str(count_file),
     }
@@ -136,7 +135,8 @@ def test_three_instances_share_one_redis(tmp_path: Path, redis_server: str, redi
     finally:
         for server in servers:
             server.stop()
-    assert_consistent(redis_store(redis_server, redis_prefix))
+    url, prefix = shared_redis["STORE_URL"], shared_redis["REDIS_PREFIX"]
+    assert_consistent(redis_store(url, prefix, redis_cluster="REDIS_CLUSTER" in shared_redis))
 
 
 @pytest.mark.slow

@@ -24,13 +24,14 @@ def open_store(
     redis_allow_eviction: bool = False,
     sqlite_synchronous: str = "full",
     history_limit: int = HISTORY_LIMIT,
+    redis_cluster: bool = False,
 ) -> CallStore:
     """Open the store a ``STORE_URL`` names.
 
     ``sqlite:///relative/path`` or ``sqlite:////absolute/path`` (one machine), ``redis://[:password@]host:port/db``
     or ``rediss://...`` (several instances; ``prefix`` starts every key, ``retention_seconds`` is how long ended
     calls are kept, ``redis_allow_eviction`` accepts a Redis that may evict keys); ``history_limit`` is how many
-    transitions are kept per call, the latest).
+    transitions are kept per call, the latest; ``redis_cluster`` talks to a Redis Cluster).
 
     The store is opened and checked at once: a setting no retry fixes raises :class:`ConfigError`; a store that
     cannot be used yet (locked, disk full, unreachable) is logged and returned, and every use tries again.
@@ -48,6 +49,7 @@ def open_store(
             prefix=prefix,
             allow_eviction=redis_allow_eviction,
             history_limit=history_limit,
+            cluster=redis_cluster,
         )
     if store is not None:
         try:

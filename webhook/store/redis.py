@@ -40,7 +40,7 @@ from datetime import datetime
 from typing import Any
 
 import redis
-from redis.exceptions import RedisError, WatchError
+from redis.exceptions import RedisClusterException, RedisError, WatchError
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import JSON, Call, Failure, Notification
@@ -106,7 +106,8 @@ def _epoch_ms(timestamp: str) -> float:
 
 
 class RedisStore(CallStore):
-    """A :class:`CallStore` on Redis (``redis://`` or ``rediss://``, password and db in the URL)."""
+    """A :class:`CallStore` on Redis (``redis://`` or ``rediss://``, password and db in the URL); on a Redis
+    Cluster with ``cluster=True`` (any node's URL: the client finds the others)."""
 
     engine = "redis"
 
@@ -120,8 +121,10 @@ class RedisStore(CallStore):
         allow_eviction: bool = False,
         history_limit: int = HISTORY_LIMIT,
         kept_per_call: int = KEPT_PER_CALL,
+        cluster: bool = False,
     ) -> None:
         self.url = masked_url(url)
+        self.cluster = cluster
         self.history_limit, self.kept_per_call = history_limit, kept_per_call
         self.retention_seconds = retention_seconds
         self.prefix = prefix
@@ -130,23 +133,30 @@ class RedisStore(CallStore):
         self._warned_policy: str | None = None
         # Short timeouts: a stuck Redis must answer 503 well before gunicorn or Graph give up on the request.
         # Typed as Any: redis-py's own annotations cannot express decode_responses=True.
-        self.client: Any = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_timeout=timeout,
-            socket_connect_timeout=min(timeout, 1.0),
-            health_check_interval=30,
-        )
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": min(timeout, 1.0),
+            "health_check_interval": 30,
+        }
+        if cluster:
+            from redis.cluster import RedisCluster
+
+            self.client: Any = RedisCluster.from_url(url, **options)
+        else:
+            self.client = redis.Redis.from_url(url, **options)
         self._claim = self.client.register_script(_CLAIM)
 
     def key(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
+        # On a cluster every key of the store shares one hash tag, so that each transaction (a call, its
+        # collections, the indexes and the outbox rows it writes) stays in one slot, as MULTI requires there.
+        return ":".join((f"{{{self.prefix}}}" if self.cluster else self.prefix, *parts))
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
         try:
             yield
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             unreachable = isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError))
             reason = "unreachable" if unreachable else "unavailable"
             raise StoreUnavailable(f"the Redis store {self.url} is unavailable: {exc}", reason=reason) from exc
@@ -356,7 +366,7 @@ class RedisStore(CallStore):
             # The oldest beyond the limit go: their ids are read back from the list's head by the script.
             excess = operations_kept + len(new_operations) - self.kept_per_call
             if excess > 0:
-                pipe.eval(_DROP_OLDEST, 2, order, ops, excess)
+                pipe.execute_command("EVAL", _DROP_OLDEST, 2, order, ops, excess)  # queued on clusters too
         if rows.tones:
             pipe.rpush(tones, *(json.dumps(tone) for tone in rows.tones))
             pipe.ltrim(tones, -self.kept_per_call, -1)
