@@ -149,7 +149,8 @@ def incoming_at(call: Call | None) -> float | None:
 
 class CallActions:
     """The calls API bound to one call and its tenant. ``callback_url`` is what ``answer()`` tells Graph;
-    ``incoming_at`` (epoch) is when the call came in, from which ``answer()`` counts Graph's 15 seconds."""
+    ``incoming_at`` (epoch) is when the call came in, from which ``answer()`` counts Graph's 15 seconds (by
+    default read from ``call``'s history, when an answer needs it)."""
 
     def __init__(
         self,
@@ -160,10 +161,12 @@ class CallActions:
         store: CallStore | None = None,
         *,
         incoming_at: float | None = None,
+        call: Call | None = None,
     ) -> None:
         self.client, self.call_id, self.tenant_id, self.callback_url = client, call_id, tenant_id, callback_url
         self.store = store
         self.incoming_at = incoming_at
+        self.call = call
 
     def __repr__(self) -> str:
         return f"CallActions(call {self.call_id}, tenant {self.tenant_id})"
@@ -210,8 +213,9 @@ class CallActions:
         if not callback:
             raise GraphNotConfigured("answer() needs WEBHOOK_CALLBACK_URL, the public https URL of this receiver")
         left = ANSWER_DEADLINE_SECONDS
-        if self.incoming_at is not None:
-            age = time.time() - self.incoming_at
+        came_in = self.incoming_at if self.incoming_at is not None else incoming_at(self.call)
+        if came_in is not None:
+            age = time.time() - came_in
             left = max(0.0, ANSWER_DEADLINE_SECONDS - age)
             if age > ANSWER_DEADLINE_SECONDS:
                 logger.error(
@@ -348,8 +352,8 @@ class Binder:
     callback_url: str
     store: CallStore | None = None
 
-    def bind(self, call_id: str, tenant_id: str, *, incoming_at: float | None = None) -> CallActions:
-        return CallActions(self.client, call_id, tenant_id, self.callback_url, self.store, incoming_at=incoming_at)
+    def bind(self, call_id: str, tenant_id: str, *, call: Call | None = None) -> CallActions:
+        return CallActions(self.client, call_id, tenant_id, self.callback_url, self.store, call=call)
 
 
 _BINDER: contextvars.ContextVar[Binder | None] = contextvars.ContextVar("webhook_actions_binder", default=None)
@@ -376,4 +380,4 @@ def actions_for_event(kwargs: Mapping[str, Any]) -> CallActions:
     tenant = getattr(claims, "tenant_id", None) or call.tenant_id or call.data.get("tenantId")
     if not tenant:
         raise GraphNotConfigured(f"the tenant of call {call.id} is unknown (no verified token, no tenantId)")
-    return binder.bind(call.id, str(tenant), incoming_at=incoming_at(call))
+    return binder.bind(call.id, str(tenant), call=call)

@@ -319,7 +319,7 @@ def actions_for(call_id: str, tenant_id: str) -> Any:
     :class:`~webhook.actions.CallActions`."""
     from flask import current_app
 
-    from .actions import CallActions, incoming_at
+    from .actions import CallActions
     from .http import EXTENSION
     from .resources import canonical_id
 
@@ -331,5 +331,5 @@ def actions_for(call_id: str, tenant_id: str) -> Any:
         tenant_id,
         state.settings.callback_url,
         state.store,
-        incoming_at=incoming_at(state.store.get(call_id)),
+        call=state.store.get(call_id),  # its history is read only if it is answered
     )

@@ -45,8 +45,6 @@ logger = logging.getLogger("webhook.upkeep")
 
 #: How soon a keepAlive that failed (Graph unreachable, throttled, 5xx) is tried again, at most.
 KEEPALIVE_RETRY_SECONDS = 60.0
-#: Graph ends a call after this long without keepAlive (408/8537): the period must stay under it.
-KEEPALIVE_LIMIT_SECONDS = 45 * 60.0
 
 Outcome = Literal["refreshed", "ended", "unknown"]
 
