@@ -28,9 +28,6 @@ class WebhookError(Exception):
         """What the HTTP answer says: the message, unless it names something a caller must not learn."""
         return self.message
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.public_message, "details": self.details}
-
 
 class ConfigError(WebhookError):
     """A setting has a value we cannot use; raised at start-up, or by a store the settings cannot open."""

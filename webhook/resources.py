@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlsplit
 
+#: Kinds of sub-resource :func:`parse_resource` understands; anything else below a call is ``"other"``.
 ResourceKind = Literal["call", "participants", "operation", "other"]
 
-#: Kinds of sub-resource :func:`parse_resource` understands; anything else below a call is ``"other"``.
-KINDS: tuple[ResourceKind, ...] = ("call", "participants", "operation", "other")
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 # Ids are path segments: no separators, whitespace or controls, and of a sane length.

@@ -109,7 +109,6 @@ class OperationSchema(GraphSchema):
 _CALL = CallSchema()
 _PARTICIPANTS = ParticipantSchema(many=True)
 _OPERATION = OperationSchema()
-_OTHER = fields.Raw(allow_none=True)
 
 
 class NotificationSchema(GraphSchema):

@@ -99,9 +99,12 @@ return event
 
 
 def _epoch_ms(timestamp: str) -> float:
+    """An index score from a call's ISO time; one that cannot be read (a document edited by hand) is indexed as
+    now, and said so, so that the call is still listed and swept."""
     try:
         return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000
     except ValueError:
+        logger.warning("unreadable time %r in a call's record: indexed as now", timestamp)
         return time.time() * 1000
 
 
