@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from ..model import JSON, Call, Failure, Notification, StoredCall
-from ..state import Decision, Event, Needs, mark_stale
+from ..state import Decision, Event, Needs, decide, mark_stale, needs_of
 
 #: Decides what to write to one call, given the call as stored (None if never seen); None writes nothing.
 Choose = Callable[["Call | None"], "Decision | None"]
@@ -54,7 +54,6 @@ class CallStore(abc.ABC):
     #: The kind of store (``sqlite``, ``redis``): what ``/readyz`` may tell anyone.
     engine: str
 
-    @abc.abstractmethod
     def apply(
         self,
         notification: Notification,
@@ -69,8 +68,12 @@ class CallStore(abc.ABC):
         Raises :class:`~webhook.errors.StoreUnavailable` when the store cannot be reached or stays busy past
         its timeout; nothing is written in that case.
         """
+        decision = self._decide_and_commit(
+            notification.call_id, now, lambda current: decide(current, notification, now), lease, needs_of(notification)
+        )
+        assert decision is not None  # decide always decides
+        return decision
 
-    @abc.abstractmethod
     def update(
         self,
         call_id: str,
@@ -84,6 +87,14 @@ class CallStore(abc.ABC):
         must not change it (return a copy, as ``decide`` does). None when ``choose`` declined; raises
         :class:`~webhook.errors.StoreUnavailable` as :meth:`apply` does. What upkeep (stale marks, keep-alive
         claims) is built on."""
+        return self._decide_and_commit(call_id, now, choose, lease, Needs())
+
+    @abc.abstractmethod
+    def _decide_and_commit(self, call_id: str, now: str, choose: Choose, lease: Lease, needs: Needs) -> Decision | None:
+        """The one read-decide-commit of an engine, which :meth:`apply` and :meth:`update` are: read the call's
+        own record and of its collections what ``needs`` names, let ``choose`` decide, and commit the rows the
+        decision changed and its outbox rows atomically (durably, as the engine promises); None when ``choose``
+        declined. The decision comes back with its call as a :class:`StoredCall` (see :func:`as_stored`)."""
 
     @abc.abstractmethod
     def get(self, call_id: str) -> Call | None:

@@ -46,7 +46,7 @@ from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import JSON, Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..settings import masked_url
-from ..state import Decision, Event, Needs, decide, needs_keepalive, needs_of
+from ..state import Decision, Event, Needs, needs_keepalive
 from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
 from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
 
@@ -203,33 +203,10 @@ class RedisStore(CallStore):
         *,
         lease: Lease = NO_LEASE,
     ) -> Decision:
-        self._check_memory_policy()
-        decision = self._decide_atomically(
-            notification.call_id,
-            lambda current: decide(current, notification, now),
-            lease,
-            needs_of(notification),
-        )
-        assert decision is not None  # decide always decides
-        return decision
+        self._check_memory_policy()  # a notification acknowledged into a Redis that evicts may vanish
+        return super().apply(notification, now, lease=lease)
 
-    def update(
-        self,
-        call_id: str,
-        now: str,
-        choose: Choose,
-        *,
-        lease: Lease = NO_LEASE,
-    ) -> Decision | None:
-        return self._decide_atomically(call_id, choose, lease, Needs())
-
-    def _decide_atomically(
-        self,
-        call_id: str,
-        choose: Choose,
-        lease: Lease,
-        needs: Needs,
-    ) -> Decision | None:
+    def _decide_and_commit(self, call_id: str, now: str, choose: Choose, lease: Lease, needs: Needs) -> Decision | None:
         """WATCH the call, let ``choose`` decide on what is stored, and commit in one MULTI/EXEC; decide again
         if another process changed the call meanwhile. None when ``choose`` declines; after too many races,
         :class:`~webhook.errors.StoreUnavailable` (busy).

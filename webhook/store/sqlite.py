@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..model import Call, Failure, Notification
+from ..model import Call, Failure
 from ..outbox import decode_event, encode_event
-from ..state import Decision, Event, Needs, decide, needs_keepalive, needs_of
-from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, iso, json_rows, partial_call, rows_of
+from ..state import Decision, Event, Needs, needs_keepalive
+from .base import CallStore, Choose, Lease, Rows, as_stored, iso, json_rows, partial_call, rows_of
 
 logger = logging.getLogger("webhook.store")
 
@@ -251,47 +251,8 @@ class SQLiteStore(CallStore):
             raise ConfigError(f"the store {self.path} was written by a newer comms-webhook (schema {version}); upgrade")
         return int(version)
 
-    def apply(
-        self,
-        notification: Notification,
-        now: str,
-        *,
-        lease: Lease = NO_LEASE,
-    ) -> Decision:
-        decision = self._decide_atomically(
-            notification.call_id,
-            now,
-            lambda current: decide(current, notification, now),
-            lease,
-            needs_of(notification),
-        )
-        assert decision is not None  # decide always decides
-        self._flush()
-        return decision
-
-    def update(
-        self,
-        call_id: str,
-        now: str,
-        choose: Choose,
-        *,
-        lease: Lease = NO_LEASE,
-    ) -> Decision | None:
-        committed = self._decide_atomically(call_id, now, choose, lease, Needs())
-        if committed is not None:
-            self._flush()
-        return committed
-
-    def _decide_atomically(
-        self,
-        call_id: str,
-        now: str,
-        choose: Choose,
-        lease: Lease,
-        needs: Needs,
-    ) -> Decision | None:
-        """Read the call (its own record, and of its collections only what ``needs`` names), let ``choose``
-        decide, and commit the rows the decision changed, all under the write lock."""
+    def _decide_and_commit(self, call_id: str, now: str, choose: Choose, lease: Lease, needs: Needs) -> Decision | None:
+        """All under the write lock; then the WAL is flushed (see :meth:`_flush`) before the decision returns."""
         conn = self._connect()
         try:
             with self._transaction(conn):
@@ -303,6 +264,7 @@ class SQLiteStore(CallStore):
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
         self._fault = None
+        self._flush()
         return as_stored(self, committed, needs)
 
     def _load(self, conn: sqlite3.Connection, call_id: str, needs: Needs) -> Call | None:
