@@ -250,8 +250,18 @@ def any_store_settings(request: pytest.FixtureRequest, store_url: str) -> dict[s
 
 
 @pytest.fixture
+def fake() -> Iterator[Any]:
+    """A fake Graph over https (msal talks to https authorities only); tests/test_fakegraph.py has its own,
+    over http."""
+    from webhook.fakegraph import FakeGraph
+
+    with FakeGraph(tls=True) as graph:
+        yield graph
+
+
+@pytest.fixture
 def bot(fake: Any, tmp_path: Path) -> Iterator[Served]:
-    """A receiver for the module's ``fake`` Graph (its own fixture: http or https), served as its callback."""
+    """A receiver for the ``fake`` Graph (https, or the module's own), served as its callback."""
     served = serve_bot(fake, tmp_path, ADMIN_TOKEN)
     yield served
     served.stop()

@@ -56,12 +56,6 @@ def until(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> Any
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeGraph]:
-    with FakeGraph(tls=True) as graph:
-        yield graph
-
-
-@pytest.fixture
 def bot(fake: FakeGraph, tmp_path: Path) -> Iterator[Bot]:
     port = free_port()
     fake.callback_url = f"http://127.0.0.1:{port}/api/calls"

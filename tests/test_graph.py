@@ -4,7 +4,6 @@ authorities), through a real receiver on a real port with JWT verification on.""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,12 +17,6 @@ from webhook.http import EXTENSION
 
 from .conftest import ADMIN_TOKEN
 from .support import Served, history_states
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeGraph]:
-    with FakeGraph(tls=True) as graph:
-        yield graph
 
 
 def client(fake: FakeGraph, **options: Any) -> GraphClient:

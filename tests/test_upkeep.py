@@ -32,12 +32,6 @@ PERIOD = 0.4
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeGraph]:
-    with FakeGraph(tls=True) as graph:
-        yield graph
-
-
-@pytest.fixture
 def kept(fake: FakeGraph, tmp_path: Path) -> Iterator[Served]:
     """A receiver keeping calls alive every PERIOD seconds; stale after 0.3 s, and nothing swept unless asked."""
     served = serve_bot(fake, tmp_path, ADMIN_TOKEN, KEEPALIVE_SECONDS=PERIOD, STALE_AFTER_SECONDS=3600)
