@@ -282,8 +282,10 @@ class RedisStore(CallStore):
         pipe.multi()
         if call is not None:
             self._write_call(pipe, call, loaded)
-            if legacy is not None:
-                self._write_legacy_rows(pipe, legacy)
+            if legacy is not None:  # written whole by the previous release: its collections move to their keys
+                everything = rows_of(Call(id=legacy.id), legacy, Needs(roster=True))
+                self._write_rows(pipe, legacy, everything, None, 0)
+                operations_kept = len(legacy.operations)
             self._write_rows(pipe, call, rows_of(loaded or Call(id=call.id), call, needs), loaded, operations_kept)
         for event_id, event in zip(ids, wanted, strict=True):
             key = str(event_id)
@@ -356,25 +358,6 @@ class RedisStore(CallStore):
         if call.state == "terminated":
             for key in (history, roster, ops, order, tones, tone_ids):
                 pipe.expire(key, int(self.retention_seconds))
-
-    def _write_legacy_rows(self, pipe: Any, legacy: Call) -> None:
-        """Move the collections of a document written by an earlier release to their own keys, once."""
-        call_id = legacy.id
-        if legacy.history:
-            pipe.rpush(self.key("call", call_id, "history"), *(json.dumps(step) for step in legacy.history))
-        if legacy.participants:
-            entries = {str(position): json.dumps(entry) for position, entry in enumerate(legacy.participants)}
-            pipe.hset(self.key("call", call_id, "roster"), mapping=entries)
-        if legacy.operations:
-            pipe.hset(
-                self.key("call", call_id, "ops"), mapping={k: json.dumps(v) for k, v in legacy.operations.items()}
-            )
-            pipe.rpush(self.key("call", call_id, "ops-order"), *legacy.operations)
-        if legacy.tones:
-            pipe.rpush(self.key("call", call_id, "tones"), *(json.dumps(tone) for tone in legacy.tones))
-            heard = [str(tone["sequenceId"]) for tone in legacy.tones if tone.get("sequenceId") is not None]
-            if heard:
-                pipe.sadd(self.key("call", call_id, "tone-ids"), *heard)
 
     def count_calls(self, what: str) -> int:
         with self._errors():
