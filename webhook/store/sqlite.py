@@ -237,7 +237,7 @@ class SQLiteStore(CallStore):
             conn.execute("BEGIN IMMEDIATE")  # the lock: of several processes starting at once, one migrates
             try:
                 if self._schema_version(conn) != _SCHEMA_VERSION:
-                    _migrate(conn)
+                    _migrate(conn, self._write_rows)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -564,7 +564,7 @@ class SQLiteStore(CallStore):
         self._local = threading.local()
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate(conn: sqlite3.Connection, write_rows: Callable[[sqlite3.Connection, Call, Rows], None]) -> None:
     """Bring an older (or empty) database to the current schema, inside the caller's write transaction."""
     for statement in _SCHEMA.split(";"):
         if statement.strip():
@@ -580,34 +580,22 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX IF NOT EXISTS calls_by_heard ON calls (seen_at)")
     conn.execute("DROP INDEX IF EXISTS calls_by_state")  # listings follow seen_at now, as Redis's indexes do
     conn.execute("DROP INDEX IF EXISTS calls_by_update")
-    _move_collections_to_rows(conn)
+    _move_collections_to_rows(conn, write_rows)
     conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
 
 
-def _move_collections_to_rows(conn: sqlite3.Connection) -> None:
+def _move_collections_to_rows(
+    conn: sqlite3.Connection, write_rows: Callable[[sqlite3.Connection, Call, Rows], None]
+) -> None:
     """Schema 5: a call's history, roster, operations and tones leave its document for rows of their own (a
-    document rewritten whole on every notification cost as much as the call was long)."""
+    document rewritten whole on every notification cost as much as the call was long), written as every
+    decision writes its rows."""
     for call_id, doc in conn.execute("SELECT id, doc FROM calls").fetchall():
         stored = json.loads(doc)
         if not any(key in stored for key in ("history", "participants", "operations", "tones")):
             continue
         call = Call.from_dict(stored)
-        conn.executemany(
-            "INSERT OR REPLACE INTO call_history (call_id, seq, step) VALUES (?, ?, ?)",
-            [(call_id, seq, json.dumps(step)) for seq, step in enumerate(call.history)],
-        )
-        conn.executemany(
-            "INSERT OR REPLACE INTO call_participants (call_id, position, doc) VALUES (?, ?, ?)",
-            [(call_id, position, json.dumps(entry)) for position, entry in enumerate(call.participants)],
-        )
-        conn.executemany(
-            "INSERT OR REPLACE INTO call_operations (call_id, op_id, doc) VALUES (?, ?, ?)",
-            [(call_id, op_id, json.dumps(op)) for op_id, op in call.operations.items()],
-        )
-        conn.executemany(
-            "INSERT INTO call_tones (call_id, sequence_id, doc) VALUES (?, ?, ?)",
-            [(call_id, tone.get("sequenceId"), json.dumps(tone)) for tone in call.tones],
-        )
+        write_rows(conn, call, rows_of(Call(id=call_id), call, Needs(roster=True)))
         conn.execute("UPDATE calls SET doc = ? WHERE id = ?", (json.dumps(call.core_dict()), call_id))
 
 
