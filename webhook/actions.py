@@ -13,14 +13,13 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
 
 from .errors import GraphNotConfigured
 from .graph import GraphClient
 from .model import Call
 from .resources import canonical_id
-from .store.base import CallStore
+from .store.base import CallStore, epoch
 
 logger = logging.getLogger("webhook.actions")
 
@@ -140,10 +139,8 @@ def incoming_at(call: Call | None) -> float | None:
     """When the receiver heard the call come in (epoch seconds), or None if it was never ``incoming`` here."""
     for step in call.history if call is not None else ():
         if step.get("to") == "incoming":
-            try:
-                return datetime.fromisoformat(str(step["at"]).replace("Z", "+00:00")).timestamp()
-            except (KeyError, ValueError):
-                return None
+            at = step.get("at")
+            return epoch(at) if isinstance(at, str) else None
     return None
 
 

@@ -13,12 +13,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from .journal import BadLine, read_records
 from .resources import ResourceError, canonical_id, parse_resource
+from .store.base import epoch
 
 
 @dataclass(frozen=True)
@@ -165,15 +165,6 @@ class AppTarget:
         return int(self.client.post("/api/calls", data=body, headers=headers).status_code)
 
 
-def _seconds(timestamp: str | None) -> float | None:
-    if not timestamp:
-        return None
-    try:
-        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def replay(
     items: Iterable[Item],
     target: Target,
@@ -192,7 +183,7 @@ def replay(
     results: list[Result] = []
     previous: float | None = None
     for item in items:
-        moment = _seconds(item.received_at)
+        moment = epoch(item.received_at)
         if keep_timing and previous is not None and moment is not None and moment > previous:
             sleep((moment - previous) / speed)
         previous = moment if moment is not None else previous

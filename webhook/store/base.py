@@ -193,6 +193,16 @@ def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def epoch(timestamp: str | None) -> float | None:
+    """The epoch seconds of an ISO time (as :func:`iso` writes, or any ISO 8601); None when it is not one."""
+    if not timestamp:
+        return None
+    try:
+        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
 @dataclass(frozen=True)
 class Rows:
     """What a decision changed beyond the call's own record, as rows: what both engines write.

@@ -36,7 +36,6 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 import redis
@@ -47,7 +46,7 @@ from ..model import JSON, Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..settings import masked_url
 from ..state import Decision, Event, Needs, needs_keepalive
-from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
+from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, epoch, json_rows, partial_call, rows_of
 from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call
@@ -101,11 +100,11 @@ return event
 def _epoch_ms(timestamp: str) -> float:
     """An index score from a call's ISO time; one that cannot be read (a document edited by hand) is indexed as
     now, and said so, so that the call is still listed and swept."""
-    try:
-        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp() * 1000
-    except ValueError:
+    seconds = epoch(timestamp)
+    if seconds is None:
         logger.warning("unreadable time %r in a call's record: indexed as now", timestamp)
-        return time.time() * 1000
+        seconds = time.time()
+    return seconds * 1000
 
 
 class RedisStore(CallStore):
