@@ -10,11 +10,11 @@ decode.)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from . import codec
 from .model import COLLECTIONS, Call, Claims, Loader, Notification, StoredCall
 from .resources import parse_resource
 from .state import Event
@@ -46,13 +46,13 @@ def encode_event(event: Event) -> str:
             }
         else:
             kwargs[key] = value
-    return json.dumps({"name": event.name, "sender": event.sender, "kwargs": kwargs})
+    return codec.dumps({"name": event.name, "sender": event.sender, "kwargs": kwargs})
 
 
 def decode_event(text: str, event_id: int | None = None, *, collections: CollectionReader | None = None) -> Event:
     """The event ``text`` encodes; its call's collections read through ``collections`` when used (without it,
     they are empty)."""
-    doc = json.loads(text)
+    doc = codec.loads(text)
     kwargs: dict[str, Any] = {}
     for key, value in doc["kwargs"].items():
         if isinstance(value, dict) and "__roster_ref__" in value:

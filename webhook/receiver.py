@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from . import metrics
+from . import codec, metrics
 from .delivery import Delivery
 from .errors import PayloadError
 from .model import Claims, Notification
@@ -48,6 +48,10 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _strict_json(raw: bytes | str) -> Any:
+    return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def decode_body(raw: bytes) -> Any:
     """Decode a request body as strict JSON (UTF-8, no NaN/Infinity nor numbers beyond a double, at most
     :data:`MAX_JSON_DEPTH` deep).
@@ -57,7 +61,7 @@ def decode_body(raw: bytes) -> Any:
     if not raw.strip():
         raise PayloadError("The body is empty; expected a commsNotifications JSON object.", code="malformed_json")
     try:
-        body = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        body = codec.loads(raw, _strict_json)
     except json.JSONDecodeError as exc:
         raise PayloadError(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
@@ -67,33 +71,12 @@ def decode_body(raw: bytes) -> Any:
     except (ValueError, RecursionError) as exc:  # bad UTF-8, NaN, nesting beyond the parser's limit
         message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
         raise PayloadError(f"The body is not valid JSON: {message}.", code="malformed_json") from None
-    if _depth(body) > MAX_JSON_DEPTH:
+    if codec.depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise PayloadError(
             f"The body nests deeper than {MAX_JSON_DEPTH} levels; Graph's notifications never do.",
             code="malformed_json",
         )
     return body
-
-
-_CONTAINERS = (dict, list)
-
-
-def _depth(value: Any) -> int:
-    """How deeply ``value`` nests (a scalar: 0), counted up to one beyond :data:`MAX_JSON_DEPTH`.
-
-    Level by level, carrying only containers: a body's scalars (most of its values) are looked at once and
-    never queued.
-    """
-    depth, level = 0, [value] if type(value) in _CONTAINERS else []
-    while level and depth <= MAX_JSON_DEPTH:
-        depth += 1
-        below: list[Any] = []
-        for item in level:
-            below.extend(
-                child for child in (item.values() if type(item) is dict else item) if type(child) in _CONTAINERS
-            )
-        level = below
-    return depth
 
 
 class Receiver:

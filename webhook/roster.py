@@ -63,6 +63,10 @@ def apply(current: list[JSON], roster: list[JSON], *, removal: bool = False) -> 
     A roster lists everyone present (``removal=False``); a ``deleted`` roster notification (``removal=True``)
     lists participants who left.
     """
+    if not removal:
+        participants = [p for p in roster if not p.get("removedState")]
+        if _same_ids(current, participants):  # a mute, a hand raised: nobody joined or left
+            return RosterChange(participants, [], [])
     # Each participant's keys once: a 1,000-person meeting sends its whole roster on every mute.
     current_keys = [keys(p) for p in current]
     if removal:
@@ -71,10 +75,19 @@ def apply(current: list[JSON], roster: list[JSON], *, removal: bool = False) -> 
         participants = [p for p, keep in zip(current, kept, strict=True) if keep]
         participant_keys = [found for found, keep in zip(current_keys, kept, strict=True) if keep]
     else:
-        participants = [p for p in roster if not p.get("removedState")]
         participant_keys = [keys(p) for p in participants]
     before: set[str] = set().union(*current_keys)
     after: set[str] = set().union(*participant_keys)
     joined = [p for p, found in zip(participants, participant_keys, strict=True) if not (found & before)]
     left = [p for p, found in zip(current, current_keys, strict=True) if not (found & after)]
     return RosterChange(participants, joined, left)
+
+
+def _same_ids(current: list[JSON], participants: list[JSON]) -> bool:
+    """Whether both list the same participants by id, in the same order: then each is known in the other by its
+    id, whatever their identities, and nobody joined or left (what :func:`apply` would find, without computing
+    every participant's keys twice)."""
+    if len(current) != len(participants):
+        return False
+    ids = [p.get("id") for p in participants]
+    return ids == [p.get("id") for p in current] and all(type(found) is str and found for found in ids)

@@ -11,12 +11,12 @@ are claimed again by :meth:`CallStore.claim_orphans`: no applied transition is s
 from __future__ import annotations
 
 import abc
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from .. import codec
 from ..model import JSON, Call, Failure, Notification, StoredCall
 from ..state import Decision, Event, Needs, decide, mark_stale, needs_of
 
@@ -239,7 +239,7 @@ def rows_of(loaded: Call, decided: Call, needs: Needs) -> Rows:
 
 def json_rows(documents: Iterable[str]) -> list[Any]:
     """JSON documents (a roster's rows), decoded in one pass: one parse of their array instead of one per row."""
-    return list(json.loads("[" + ",".join(documents) + "]"))
+    return list(codec.loads("[" + ",".join(documents) + "]"))
 
 
 def partial_call(core: Call, needs: Needs, roster: list[JSON], operation: JSON | None, tones: list[JSON]) -> Call:

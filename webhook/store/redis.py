@@ -29,7 +29,6 @@ Graph retries, and the client reconnects by itself when Redis is back.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -41,6 +40,7 @@ from typing import Any
 import redis
 from redis.exceptions import RedisClusterException, RedisError, WatchError
 
+from .. import codec
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import JSON, Call, Failure, Notification
 from ..outbox import decode_event, encode_event
@@ -236,7 +236,7 @@ class RedisStore(CallStore):
     def _load(self, pipe: Any, call_id: str, raw: str, needs: Needs) -> tuple[Call, Call | None]:
         """The call ``decide`` is given, and, for a document written by a release that kept the collections
         inside it, that whole call (its collections are moved to their own keys by this commit)."""
-        doc = json.loads(raw)
+        doc = codec.loads(raw)
         if any(key in doc for key in _COLLECTION_KEYS):
             legacy = Call.from_dict(doc)
             tones = [t for t in legacy.tones if t.get("sequenceId") == needs.tone_sequence]
@@ -252,7 +252,7 @@ class RedisStore(CallStore):
             roster = json_rows(entries[position] for position in sorted(entries, key=int))
         if needs.operation is not None:
             found = pipe.hget(self.key("call", call_id, "ops"), needs.operation)
-            operation = json.loads(found) if found else None
+            operation = codec.loads(found) if found else None
         if needs.tone_sequence is not None and pipe.sismember(
             self.key("call", call_id, "tone-ids"), str(needs.tone_sequence)
         ):
@@ -301,7 +301,7 @@ class RedisStore(CallStore):
     def _write_call(self, pipe: Any, call: Call, previous: Call | None) -> None:
         call_id = call.id
         score = _epoch_ms(call.seen_at)  # the indexes are ordered by the last notification
-        doc = json.dumps(call.core_dict())
+        doc = codec.dumps(call.core_dict())
         if call.state == "terminated":
             pipe.set(self.key("call", call_id), doc, ex=int(self.retention_seconds))
             pipe.zrem(self.key("active"), call_id)
@@ -331,17 +331,17 @@ class RedisStore(CallStore):
         ops, order = self.key("call", call.id, "ops"), self.key("call", call.id, "ops-order")
         tones, tone_ids = self.key("call", call.id, "tones"), self.key("call", call.id, "tone-ids")
         if rows.history:
-            pipe.rpush(history, *(json.dumps(step) for _, step in rows.history))
+            pipe.rpush(history, *(codec.dumps(step) for _, step in rows.history))
             pipe.ltrim(history, -self.history_limit, -1)
         if rows.roster is not None:
             if rows.roster:
-                pipe.hset(roster, mapping={str(position): json.dumps(entry) for position, entry in rows.roster})
+                pipe.hset(roster, mapping={str(position): codec.dumps(entry) for position, entry in rows.roster})
             before = len(loaded.participants) if loaded is not None else 0
             if before > rows.roster_length:
                 pipe.hdel(roster, *(str(position) for position in range(rows.roster_length, before)))
         new_operations = [op_id for op_id, _ in rows.operations if loaded is None or op_id not in loaded.operations]
         if rows.operations:
-            pipe.hset(ops, mapping={op_id: json.dumps(op) for op_id, op in rows.operations})
+            pipe.hset(ops, mapping={op_id: codec.dumps(op) for op_id, op in rows.operations})
         if new_operations:
             pipe.rpush(order, *new_operations)
             # The oldest beyond the limit go: their ids are read back from the list's head by the script.
@@ -349,7 +349,7 @@ class RedisStore(CallStore):
             if excess > 0:
                 pipe.execute_command("EVAL", _DROP_OLDEST, 2, order, ops, excess)  # queued on clusters too
         if rows.tones:
-            pipe.rpush(tones, *(json.dumps(tone) for tone in rows.tones))
+            pipe.rpush(tones, *(codec.dumps(tone) for tone in rows.tones))
             pipe.ltrim(tones, -self.kept_per_call, -1)
             heard = [str(tone["sequenceId"]) for tone in rows.tones if tone.get("sequenceId") is not None]
             if heard:
@@ -381,7 +381,7 @@ class RedisStore(CallStore):
         return self._stored(raw) if raw else None
 
     def _stored(self, raw: str) -> Call:
-        doc = json.loads(raw)
+        doc = codec.loads(raw)
         if any(key in doc for key in _COLLECTION_KEYS):
             return Call.from_dict(doc)  # written by an earlier release: whole, until its next notification
         return self.stored(Call.from_dict(doc))
@@ -393,19 +393,19 @@ class RedisStore(CallStore):
                     pipe.get(self.key("call", call_id))
                     pipe.lrange(self.key("call", call_id, "history"), 0, -1)
                     raw, steps = pipe.execute()
-                total = int(json.loads(raw).get("historyTotal") or 0) if raw else len(steps)
+                total = int(codec.loads(raw).get("historyTotal") or 0) if raw else len(steps)
                 first = total - len(steps)  # the sequence number of the oldest step kept
                 upto = len(steps) if history_upto is None else max(0, history_upto - first)
-                return [json.loads(step) for step in steps[:upto]]
+                return [codec.loads(step) for step in steps[:upto]]
             if name == "participants":
                 entries = self.client.hgetall(self.key("call", call_id, "roster"))
                 return json_rows(entries[position] for position in sorted(entries, key=int))
             if name == "operations":
                 order = self.client.lrange(self.key("call", call_id, "ops-order"), 0, -1)
                 docs = self.client.hmget(self.key("call", call_id, "ops"), order) if order else []
-                return {op_id: json.loads(doc) for op_id, doc in zip(order, docs, strict=True) if doc is not None}
+                return {op_id: codec.loads(doc) for op_id, doc in zip(order, docs, strict=True) if doc is not None}
             if name == "tones":
-                return [json.loads(tone) for tone in self.client.lrange(self.key("call", call_id, "tones"), 0, -1)]
+                return [codec.loads(tone) for tone in self.client.lrange(self.key("call", call_id, "tones"), 0, -1)]
         raise ValueError(f"a call has no collection {name!r}")
 
     def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
@@ -523,11 +523,11 @@ class RedisStore(CallStore):
 
 
 def _failure_json(failure: Failure) -> str:
-    return json.dumps({**failure.to_dict(), "event": failure.event})
+    return codec.dumps({**failure.to_dict(), "event": failure.event})
 
 
 def _failure_from_json(raw: str) -> Failure:
-    doc = json.loads(raw)
+    doc = codec.loads(raw)
     return Failure(
         id=doc["id"],
         call_id=doc["callId"],

@@ -12,7 +12,6 @@ or a kernel crash, in exchange for no flush at all.
 from __future__ import annotations
 
 import errno
-import json
 import logging
 import os
 import sqlite3
@@ -23,6 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from .. import codec
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import Call, Failure
 from ..outbox import decode_event, encode_event
@@ -279,13 +279,13 @@ class SQLiteStore(CallStore):
             found = conn.execute(
                 "SELECT doc FROM call_operations WHERE call_id = ? AND op_id = ?", (call_id, needs.operation)
             ).fetchone()
-            operation = json.loads(found[0]) if found else None
+            operation = codec.loads(found[0]) if found else None
         if needs.tone_sequence is not None:
             rows = conn.execute(
                 "SELECT doc FROM call_tones WHERE call_id = ? AND sequence_id = ?", (call_id, needs.tone_sequence)
             )
-            tones = [json.loads(doc) for (doc,) in rows]
-        return partial_call(Call.from_dict(json.loads(row[0])), needs, roster, operation, tones)
+            tones = [codec.loads(doc) for (doc,) in rows]
+        return partial_call(Call.from_dict(codec.loads(row[0])), needs, roster, operation, tones)
 
     def _flush(self) -> None:
         """Make the commits so far durable: fsync the WAL, outside the write lock.
@@ -337,7 +337,7 @@ class SQLiteStore(CallStore):
                     call.seen_at,
                     call.stale_since,
                     call.keepalive_at if needs_keepalive(call) else None,
-                    json.dumps(call.core_dict()),
+                    codec.dumps(call.core_dict()),
                 ),
             )
             self._write_rows(conn, call, rows_of(loaded or Call(id=call.id), call, needs))
@@ -357,7 +357,7 @@ class SQLiteStore(CallStore):
         if rows.history:
             conn.executemany(
                 "INSERT OR REPLACE INTO call_history (call_id, seq, step) VALUES (?, ?, ?)",
-                [(call_id, seq, json.dumps(step)) for seq, step in rows.history],
+                [(call_id, seq, codec.dumps(step)) for seq, step in rows.history],
             )
             if call.history_total > self.history_limit:
                 conn.execute(
@@ -367,7 +367,7 @@ class SQLiteStore(CallStore):
         if rows.roster is not None:
             conn.executemany(
                 "INSERT OR REPLACE INTO call_participants (call_id, position, doc) VALUES (?, ?, ?)",
-                [(call_id, position, json.dumps(entry)) for position, entry in rows.roster],
+                [(call_id, position, codec.dumps(entry)) for position, entry in rows.roster],
             )
             conn.execute(
                 "DELETE FROM call_participants WHERE call_id = ? AND position >= ?", (call_id, rows.roster_length)
@@ -376,12 +376,12 @@ class SQLiteStore(CallStore):
             conn.execute(
                 "INSERT INTO call_operations (call_id, op_id, doc) VALUES (?, ?, ?) "
                 "ON CONFLICT (call_id, op_id) DO UPDATE SET doc = excluded.doc",
-                (call_id, op_id, json.dumps(op)),
+                (call_id, op_id, codec.dumps(op)),
             )
         if rows.tones:
             conn.executemany(
                 "INSERT INTO call_tones (call_id, sequence_id, doc) VALUES (?, ?, ?)",
-                [(call_id, tone.get("sequenceId"), json.dumps(tone)) for tone in rows.tones],
+                [(call_id, tone.get("sequenceId"), codec.dumps(tone)) for tone in rows.tones],
             )
         for table, added in (("call_operations", rows.operations), ("call_tones", rows.tones)):
             if added:  # the oldest go beyond the limit; counted per write only where something was added
@@ -507,7 +507,7 @@ class SQLiteStore(CallStore):
 
     def get(self, call_id: str) -> Call | None:
         rows = self._read("SELECT doc FROM calls WHERE id = ?", (call_id,))
-        return self.stored(Call.from_dict(json.loads(str(rows[0][0])))) if rows else None
+        return self.stored(Call.from_dict(codec.loads(str(rows[0][0])))) if rows else None
 
     def read_collection(self, call_id: str, name: str, history_upto: int | None = None) -> Any:
         if name == "history":
@@ -515,16 +515,16 @@ class SQLiteStore(CallStore):
             rows = self._read(
                 "SELECT step FROM call_history WHERE call_id = ? AND seq < ? ORDER BY seq", (call_id, upto)
             )
-            return [json.loads(str(step)) for (step,) in rows]
+            return [codec.loads(str(step)) for (step,) in rows]
         if name == "participants":
             rows = self._read("SELECT doc FROM call_participants WHERE call_id = ? ORDER BY position", (call_id,))
             return json_rows(str(doc) for (doc,) in rows)
         if name == "operations":
             rows = self._read("SELECT op_id, doc FROM call_operations WHERE call_id = ? ORDER BY id", (call_id,))
-            return {str(op_id): json.loads(str(doc)) for op_id, doc in rows}
+            return {str(op_id): codec.loads(str(doc)) for op_id, doc in rows}
         if name == "tones":
             rows = self._read("SELECT doc FROM call_tones WHERE call_id = ? ORDER BY id", (call_id,))
-            return [json.loads(str(doc)) for (doc,) in rows]
+            return [codec.loads(str(doc)) for (doc,) in rows]
         raise ValueError(f"a call has no collection {name!r}")
 
     def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
@@ -536,7 +536,7 @@ class SQLiteStore(CallStore):
             conditions.append("(state IS NULL OR state != 'terminated')")
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._read(f"SELECT doc FROM calls{where} ORDER BY seen_at DESC, id DESC LIMIT ?", (*params, limit))
-        return [self.stored(Call.from_dict(json.loads(str(doc)))) for (doc,) in rows]
+        return [self.stored(Call.from_dict(codec.loads(str(doc)))) for (doc,) in rows]
 
     def ping(self) -> None:
         """Read the calls table; after a use failed, check that what failed works again: the whole file after
@@ -591,12 +591,12 @@ def _move_collections_to_rows(
     document rewritten whole on every notification cost as much as the call was long), written as every
     decision writes its rows."""
     for call_id, doc in conn.execute("SELECT id, doc FROM calls").fetchall():
-        stored = json.loads(doc)
+        stored = codec.loads(doc)
         if not any(key in stored for key in ("history", "participants", "operations", "tones")):
             continue
         call = Call.from_dict(stored)
         write_rows(conn, call, rows_of(Call(id=call_id), call, Needs(roster=True)))
-        conn.execute("UPDATE calls SET doc = ? WHERE id = ?", (json.dumps(call.core_dict()), call_id))
+        conn.execute("UPDATE calls SET doc = ? WHERE id = ?", (codec.dumps(call.core_dict()), call_id))
 
 
 def _os_reason(exc: OSError) -> str:
