@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from hypothesis import settings
 from flask.testing import FlaskClient
+from hypothesis import settings
 
 from webhook import create_app
 from webhook.plugins import HANDLERS

@@ -267,10 +267,12 @@ class Delivery:
         return self._lanes
 
     def drain(self) -> None:
-        """Wait until every deferred handler queued in this process has run (graceful shutdown)."""
+        """Wait until every deferred handler queued in this process has run, and remove the outbox rows of what
+        was delivered (graceful shutdown)."""
         if self._lanes is not None and self._lanes_pid == os.getpid():
             self._lanes.drain()
             self._lanes = None
+        self.store.flush_completed()
 
     # Recovering
 

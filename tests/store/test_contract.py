@@ -102,6 +102,30 @@ def test_events_with_receivers_wait_in_the_outbox_until_completed(store: CallSto
     assert store.pending_events() == 0
 
 
+def test_a_delivered_event_leaves_the_outbox_with_the_next_commit_not_in_a_write_of_its_own(
+    store: CallStore,
+) -> None:
+    store.complete_within = 60  # no timer in this test: only the commit removes it
+    call_id = new_id()
+    (decision,) = apply_all(store, envelope(incoming_call(call_id)), lease=Lease("me", time.time() + 60))
+    (event,) = decision.events
+    store.complete([event.id])
+    assert len(_outbox_texts(store)) == 1  # still there, leased to this process: nobody else's to deliver
+    assert store.claim_orphans("other", time.time(), time.time() + 60, lambda owner: False) == []
+    apply_all(store, envelope(call_notification(call_id, "established")), lease=Lease(needs_delivery=lambda e: False))
+    assert _outbox_texts(store) == []
+
+
+def test_a_delivered_event_leaves_the_outbox_soon_when_no_commit_follows(store: CallStore) -> None:
+    store.complete_within = 0.1
+    (decision,) = apply_all(store, envelope(incoming_call(new_id())), lease=Lease("me", time.time() + 60))
+    store.complete([event.id for event in decision.events if event.id is not None])
+    deadline = time.monotonic() + 10
+    while _outbox_texts(store) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert _outbox_texts(store) == []
+
+
 def test_orphaned_events_are_claimed_once_with_their_call_and_notification(store: CallStore) -> None:
     call_id = new_id()
     apply_all(store, envelope(incoming_call(call_id)), lease=Lease("dead-process", time.time() + 60))

@@ -11,14 +11,22 @@ are claimed again by :meth:`CallStore.claim_orphans`: no applied transition is s
 from __future__ import annotations
 
 import abc
+import atexit
+import logging
+import os
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from .. import codec
+from ..errors import StoreError
 from ..model import JSON, Call, Failure, Notification, StoredCall
 from ..state import Decision, Event, Needs, decide, mark_stale, needs_of
+
+logger = logging.getLogger("webhook.store")
 
 #: Decides what to write to one call, given the call as stored (None if never seen); None writes nothing.
 Choose = Callable[["Call | None"], "Decision | None"]
@@ -144,9 +152,36 @@ class CallStore(abc.ABC):
         """Ids of calls that need ``keepAlive`` (:func:`~webhook.state.needs_keepalive`) and last got one
         before ``due_before`` (epoch), longest waiting first."""
 
-    @abc.abstractmethod
+    #: Longest a delivered event's outbox row waits for this process's next commit to remove it (seconds).
+    complete_within: float = 1.0
+
     def complete(self, event_ids: Iterable[int]) -> None:
-        """Remove delivered events from the outbox."""
+        """Remove delivered events from the outbox: by this process's next commit, inside its transaction (a
+        delivered row costs no write of its own), or within :attr:`complete_within` seconds when none comes.
+
+        Until then the rows stay leased to this process, so no other delivers them again, unless this one dies
+        first: then they are delivered again, at least once, as after any crash.
+        """
+        self._completions().add(list(event_ids))
+
+    def flush_completed(self) -> None:
+        """Remove now the rows :meth:`complete` left for the next commit (at shutdown, before a count)."""
+        self._completions().flush()
+
+    @abc.abstractmethod
+    def _remove_events(self, event_ids: list[int]) -> None:
+        """Delete these outbox rows in a write of their own."""
+
+    def _completions(self) -> Completions:
+        """This process's queue of delivered rows (a forked child starts with its own: the parent's rows are
+        the parent's to remove)."""
+        found: Completions | None = self.__dict__.get("_completed")
+        if found is None or found.pid != os.getpid():
+            with _COMPLETIONS_LOCK:
+                found = self.__dict__.get("_completed")
+                if found is None or found.pid != os.getpid():
+                    found = self.__dict__["_completed"] = Completions(self._remove_events, self.complete_within)
+        return found
 
     @abc.abstractmethod
     def claim_orphans(
@@ -154,9 +189,15 @@ class CallStore(abc.ABC):
     ) -> list[Event]:
         """Lease to ``owner`` the outbox events whose lease expired before ``now`` or whose owner ``is_dead``."""
 
-    @abc.abstractmethod
     def pending_events(self) -> int:
-        """How many events wait in the outbox (delivering or orphaned)."""
+        """How many events wait in the outbox (delivering or orphaned); rows already delivered by this process
+        are removed first."""
+        self.flush_completed()
+        return self._count_events()
+
+    @abc.abstractmethod
+    def _count_events(self) -> int:
+        """How many rows the outbox holds."""
 
     @abc.abstractmethod
     def record_failure(self, call_id: str | None, handler: str, signal: str, event: str, error: str, now: str) -> int:
@@ -186,6 +227,67 @@ class CallStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for engines without resources
         """Release connections held by this process."""
+
+
+_COMPLETIONS_LOCK = threading.Lock()
+_QUEUES: weakref.WeakSet[Completions] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """A process that ends normally (a CLI command, a script, a worker's exit) leaves no delivered row behind."""
+    for queue in list(_QUEUES):
+        if queue.pid == os.getpid():
+            queue.flush()
+
+
+class Completions:
+    """Outbox rows of events delivered in this process, waiting to be removed: taken by the next commit, which
+    deletes them in its own transaction, or removed by ``remove`` within ``within`` seconds, whichever is first.
+    Thread-safe; each id is taken once."""
+
+    def __init__(self, remove: Callable[[list[int]], None], within: float) -> None:
+        self.pid = os.getpid()
+        self._remove, self._within = remove, within
+        self._ids: list[int] = []
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        _QUEUES.add(self)
+
+    def add(self, event_ids: list[int], *, first: bool = False) -> None:
+        """Queue ids (``first``: ahead of the others, for ids given back by a commit that did not happen)."""
+        if not event_ids:
+            return
+        with self._lock:
+            if first:
+                self._ids[:0] = event_ids
+            else:
+                self._ids.extend(event_ids)
+            if self._timer is None:
+                self._timer = threading.Timer(self._within, self.flush)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def take(self) -> list[int]:
+        """The ids for a commit to delete; ``add(ids, first=True)`` gives them back if it does not commit."""
+        with self._lock:
+            taken, self._ids = self._ids, []
+            return taken
+
+    def flush(self) -> None:
+        """Remove every queued row now, in a write of its own; kept queued, for later, if the store fails."""
+        with self._lock:
+            if self._timer is not None:
+                self._timer.cancel()  # a no-op when the timer itself is what runs this
+                self._timer = None
+        taken = self.take()
+        if not taken:
+            return
+        try:
+            self._remove(taken)
+        except StoreError as exc:  # still leased to this process: removed later, or delivered again if it dies
+            logger.warning("could not remove %d delivered event(s) from the outbox yet: %s", len(taken), exc.message)
+            self.add(taken, first=True)
 
 
 def iso(epoch: float) -> str:

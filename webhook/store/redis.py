@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -214,20 +214,26 @@ class RedisStore(CallStore):
         by another process also fails this EXEC.
         """
         call_key = self.key("call", call_id)
-        with self._errors():
-            for _ in range(_MAX_ATTEMPTS):
-                with self.client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(call_key)
-                        raw = pipe.get(call_key)
-                        loaded, legacy = self._load(pipe, call_id, raw, needs) if raw else (None, None)
-                        decision = choose(loaded)
-                        if decision is None:
-                            return None
-                        committed = self._commit(pipe, decision, loaded, legacy, needs, lease)
-                        return as_stored(self, committed, needs)
-                    except WatchError:
-                        continue
+        delivered, carried = self._completions().take(), False
+        try:
+            with self._errors():
+                for _ in range(_MAX_ATTEMPTS):
+                    with self.client.pipeline(transaction=True) as pipe:
+                        try:
+                            pipe.watch(call_key)
+                            raw = pipe.get(call_key)
+                            loaded, legacy = self._load(pipe, call_id, raw, needs) if raw else (None, None)
+                            decision = choose(loaded)
+                            if decision is None:
+                                return None
+                            committed = self._commit(pipe, decision, loaded, legacy, needs, lease, delivered)
+                            carried = True
+                            return as_stored(self, committed, needs)
+                        except WatchError:
+                            continue
+        finally:
+            if not carried:  # no commit took them: the next one, or the timer, will
+                self._completions().add(delivered, first=True)
         # Not None: that says "nothing to write", and a caller must not take this for it.
         raise StoreUnavailable(
             f"call {call_id} changed {_MAX_ATTEMPTS} times while it was being updated; retry", reason="busy"
@@ -267,9 +273,10 @@ class RedisStore(CallStore):
         legacy: Call | None,
         needs: Needs,
         lease: Lease,
+        delivered: list[int],
     ) -> Decision:
         """Write a decision's call, the rows it changed and its outbox rows in one MULTI/EXEC on a watching
-        pipeline; number its events.
+        pipeline, and delete the outbox rows of ``delivered`` events; number its events.
 
         Raises ``WatchError`` when the call changed since it was read: the caller decides again.
         """
@@ -286,6 +293,8 @@ class RedisStore(CallStore):
                 self._write_rows(pipe, legacy, everything, None, 0)
                 operations_kept = len(legacy.operations)
             self._write_rows(pipe, call, rows_of(loaded or Call(id=call.id), call, needs), loaded, operations_kept)
+        if delivered:
+            self._delete_events(pipe, delivered)
         for event_id, event in zip(ids, wanted, strict=True):
             key = str(event_id)
             pipe.hset(self.key("outbox"), key, encode_event(event))
@@ -425,15 +434,16 @@ class RedisStore(CallStore):
 
     # Outbox
 
-    def complete(self, event_ids: Iterable[int]) -> None:
-        keys = [str(event_id) for event_id in event_ids]
-        if not keys:
-            return
+    def _remove_events(self, event_ids: list[int]) -> None:
         with self._errors(), self.client.pipeline(transaction=True) as pipe:
-            pipe.hdel(self.key("outbox"), *keys)
-            pipe.hdel(self.key("outbox", "owner"), *keys)
-            pipe.zrem(self.key("outbox", "lease"), *keys)
+            self._delete_events(pipe, event_ids)
             pipe.execute()
+
+    def _delete_events(self, pipe: Any, event_ids: list[int]) -> None:
+        keys = [str(event_id) for event_id in event_ids]
+        pipe.hdel(self.key("outbox"), *keys)
+        pipe.hdel(self.key("outbox", "owner"), *keys)
+        pipe.zrem(self.key("outbox", "lease"), *keys)
 
     def claim_orphans(
         self, owner: str, now: float, lease_until: float, is_dead: Callable[[str], bool], limit: int = 100
@@ -456,7 +466,7 @@ class RedisStore(CallStore):
                     claimed.append(decode_event(text, int(event_id), collections=self.read_collection))
         return claimed
 
-    def pending_events(self) -> int:
+    def _count_events(self) -> int:
         with self._errors():
             return int(self.client.hlen(self.key("outbox")))
 
@@ -519,6 +529,7 @@ class RedisStore(CallStore):
         self._check_memory_policy(every=0)
 
     def close(self) -> None:
+        self.flush_completed()
         self.client.close()
 
 

@@ -16,7 +16,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from pathlib import Path
@@ -30,6 +30,8 @@ from ..state import Decision, Event, Needs, needs_keepalive
 from .base import CallStore, Choose, Lease, Rows, as_stored, iso, json_rows, partial_call, rows_of
 
 logger = logging.getLogger("webhook.store")
+
+_DELETE_EVENTS = "DELETE FROM outbox WHERE id IN ({})"
 
 _SCHEMA_VERSION = 5
 #: Transitions kept per call (the oldest go beyond; ``historyDropped`` counts them): WEBHOOK_HISTORY_LIMIT.
@@ -254,16 +256,25 @@ class SQLiteStore(CallStore):
     def _decide_and_commit(self, call_id: str, now: str, choose: Choose, lease: Lease, needs: Needs) -> Decision | None:
         """All under the write lock; then the WAL is flushed (see :meth:`_flush`) before the decision returns."""
         conn = self._connect()
+        delivered, carried = self._completions().take(), False
         try:
             with self._transaction(conn):
+                if delivered:  # the rows of events delivered since this process last wrote leave with this commit
+                    conn.execute(_DELETE_EVENTS.format(", ".join("?" * len(delivered))), delivered)
                 loaded = self._load(conn, call_id, needs)
                 decision = choose(loaded)
-                if decision is None:
-                    return None
-                committed = self._commit(conn, decision, loaded, needs, call_id, now, lease)
+                committed = (
+                    None if decision is None else self._commit(conn, decision, loaded, needs, call_id, now, lease)
+                )
+            carried = True
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
+        finally:
+            if not carried:
+                self._completions().add(delivered, first=True)
         self._fault = None
+        if committed is None:
+            return None
         self._flush()
         return as_stored(self, committed, needs)
 
@@ -439,13 +450,10 @@ class SQLiteStore(CallStore):
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
 
-    def complete(self, event_ids: Iterable[int]) -> None:
-        ids = list(event_ids)
-        if not ids:
-            return
+    def _remove_events(self, event_ids: list[int]) -> None:
         # Losing this delete to a power cut only means delivering the events again (handlers are idempotent),
         # so unlike a transition it is not flushed to disk before returning.
-        self._write(f"DELETE FROM outbox WHERE id IN ({', '.join('?' * len(ids))})", tuple(ids))
+        self._write(_DELETE_EVENTS.format(", ".join("?" * len(event_ids))), tuple(event_ids))
 
     def claim_orphans(
         self, owner: str, now: float, lease_until: float, is_dead: Callable[[str], bool], limit: int = 100
@@ -473,7 +481,7 @@ class SQLiteStore(CallStore):
             raise self._translate(exc) from exc
         return [decode_event(text, row_id, collections=self.read_collection) for row_id, text in claimed]
 
-    def pending_events(self) -> int:
+    def _count_events(self) -> int:
         ((count,),) = self._read("SELECT COUNT(*) FROM outbox")
         assert isinstance(count, int)
         return count
@@ -558,6 +566,7 @@ class SQLiteStore(CallStore):
         self._fault = None
 
     def close(self) -> None:
+        self.flush_completed()
         conn = getattr(self._local, "conn", None)
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             conn.close()
