@@ -170,6 +170,29 @@ def test_a_new_day_starts_a_new_file(tmp_path: Path) -> None:
     assert [path.name for path in journal.files()] == ["journal-20261127-001.jsonl", "journal-20261128-001.jsonl"]
 
 
+def test_a_file_deleted_or_replaced_while_open_is_written_again_by_its_name(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "kept-open")
+    journal.append({"n": 1})
+    (current,) = journal.files()
+    current.unlink()  # deleted while this process holds it open: the next line goes to a file by that name
+    journal.append({"n": 2})
+    assert [record["n"] for record in read_records(current)] == [2]
+    moved = current.rename(current.with_suffix(".moved"))  # moved away (a log shipper): likewise
+    journal.append({"n": 3})
+    assert [record["n"] for record in read_records(current)] == [3]
+    assert [record["n"] for record in read_records(moved)] == [2]
+
+
+def test_processes_agree_on_the_file_another_rotated_to(tmp_path: Path) -> None:
+    folder = tmp_path / "two-writers"
+    first, second = Journal(folder, max_bytes=200), Journal(folder, max_bytes=200)
+    for index in range(12):  # alternating: each sees the files the other moved on to
+        (first if index % 2 else second).append({"index": index, "padding": "x" * 40})
+    files = first.files()
+    assert len(files) > 2 and all(path.stat().st_size <= 200 for path in files)
+    assert [record["index"] for path in files for record in read_records(path)] == list(range(12))
+
+
 # The journal fills a file until a file-size limit (RLIMIT_FSIZE, what `ulimit -f` sets) stops it: the kernel
 # then writes part of the line that crosses the limit, exactly as on a full disk, and refuses the next write.
 _FILL_UNTIL_LIMIT = """

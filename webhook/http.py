@@ -106,7 +106,7 @@ def receive_notifications() -> Response:
     # less throughput with 32 threads per worker).
     with state.processing:
         body = decode_body(raw)
-        decisions = state.receiver.receive(body, claims, correlation_headers(request.headers))
+        decisions = state.receiver.receive(body, claims, _correlation())
         g.webhook_calls = sorted({d.call.id for d in decisions if d.call is not None})
         if state.journal is not None and state.settings.journal == "on":
             record = {"receivedAt": received_at, "tenant": claims.tenant_id, "body": _text(raw)}
@@ -114,6 +114,14 @@ def receive_notifications() -> Response:
     accepted = Response(status=202)
     del accepted.headers["Content-Type"]  # nothing to type: Flask's default would say text/html
     return accepted
+
+
+def _correlation() -> dict[str, str]:
+    """This request's correlation headers, read once for the logs and the journal."""
+    found: dict[str, str] | None = g.get("webhook_correlation")
+    if found is None:
+        found = g.webhook_correlation = correlation_headers(request.headers)
+    return found
 
 
 def _read_body(timeout: float) -> bytes:
@@ -142,7 +150,7 @@ def _journal(journal: Journal, kind: str, fields: dict[str, Any]) -> None:
     """Append to the journal (``fields`` may carry an earlier ``receivedAt``); a journal that cannot be written
     is logged and counted, never fatal: the call was stored, and losing Graph's event over a debugging aid
     would be worse."""
-    record = {"receivedAt": utc_now(), "headers": correlation_headers(request.headers), **fields}
+    record = {"receivedAt": utc_now(), "headers": _correlation(), **fields}
     try:
         journal.append(record, kind=kind)
     except OSError as exc:
@@ -241,7 +249,7 @@ def _log_request(response: Response) -> Response:
         "remoteAddr": request.remote_addr,
         "tenant": g.get("webhook_tenant"),
         "callIds": g.get("webhook_calls"),
-        **correlation_headers(request.headers),
+        **_correlation(),
     }
     access_log.info(
         "%s %s %s %.1fms", request.method, request.path, response.status_code, elapsed * 1000, extra={"fields": fields}

@@ -6,8 +6,9 @@ rotated by day (UTC) and by size, and deleted after ``JOURNAL_RETENTION_DAYS``. 
 ``rejected-YYYYMMDD-NNN.jsonl`` with the reason, when ``JOURNAL_REJECTED`` is on.
 
 Several gunicorn workers append at once: each append takes an exclusive ``flock`` on the folder's lock file, so
-lines never interleave and all processes agree on the current file. With ``fsync`` each line is on disk before
-the 202 is sent; without it (the default) the operating system writes it shortly after, and a power cut can
+lines never interleave and all processes agree on the current file; each process keeps its files open between
+appends (an append is a lock, a read of the current name, two stats and a write). With ``fsync`` each line is on
+disk before the 202 is sent; without it (the default) the operating system writes it shortly after, and a power cut can
 lose the last lines (never the calls: the store is the system of record).
 """
 
@@ -19,11 +20,14 @@ import logging
 import os
 import re
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from . import codec
 from .errors import ConfigError
 
 logger = logging.getLogger("webhook.journal")
@@ -79,28 +83,53 @@ class Journal:
         self.fsync = fsync
         self.clock = clock
         self._thread_lock = threading.Lock()
+        self._handles: dict[str, _OpenFiles] = {}
         self._pruned_day: str | None = None
         self.errors = 0
 
     def append(self, record: Mapping[str, Any], *, kind: str = "journal") -> None:
         """Append one record as one line. Raises ``OSError`` when the folder cannot be written."""
-        line = (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        line = (codec.dumps(record) + "\n").encode()
         day = self.clock().strftime("%Y%m%d")
-        with self._thread_lock, _FolderLock(self.folder / f".{kind}.lock") as lock:
-            path = self._current_file(lock, kind, day, len(line))
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            try:
+        with self._thread_lock:
+            handle = self._handle(kind)
+            with handle.locked():
+                fd = self._current_fd(handle, kind, day, len(line))
                 _append_line(fd, line, fsync=self.fsync)
-            finally:
-                os.close(fd)
             if self._pruned_day != day:
                 self._pruned_day = day
                 self._prune(day)
 
-    def _current_file(self, lock: _FolderLock, kind: str, day: str, incoming: int) -> Path:
-        """The file to append to. The lock file holds the current file's name, so that every process agrees
-        on it without listing the folder at each append; the listing happens only on a change of file."""
-        name = lock.read()
+    def _handle(self, kind: str) -> _OpenFiles:
+        """This process's open files of one kind (a forked child opens its own)."""
+        handle = self._handles.get(kind)
+        if handle is None or handle.pid != os.getpid():
+            handle = self._handles[kind] = _OpenFiles(self.folder / f".{kind}.lock")
+        return handle
+
+    def _current_fd(self, handle: _OpenFiles, kind: str, day: str, incoming: int) -> int:
+        """The open file to append to, under the folder lock. The lock file holds the current file's name, so
+        that every process agrees on it without listing the folder at each append; the file stays open between
+        appends, and is opened again when another process rotated, or when it was deleted or replaced."""
+        name = handle.read_name()
+        current = handle.fd >= 0 and name == handle.name and name.startswith(f"{kind}-{day}-")
+        if current:
+            opened = os.fstat(handle.fd)
+            try:
+                named = os.stat(self.folder / name)
+            except FileNotFoundError:
+                named = None
+            current = named is not None and (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev)
+            if current and opened.st_size > 0 and opened.st_size + incoming > self.max_bytes:
+                current = False
+        if not current:
+            path = self._current_file(handle, kind, day, incoming)
+            handle.open(path)
+        return handle.fd
+
+    def _current_file(self, handle: _OpenFiles, kind: str, day: str, incoming: int) -> Path:
+        """The file to append to now, written to the lock file when it changes; the folder is listed only here."""
+        name = handle.read_name()
         path = self.folder / name if name else None
         if path is None or not name.startswith(f"{kind}-{day}-") or self._full(path, incoming):
             indexes = sorted(
@@ -112,8 +141,16 @@ class Journal:
             path = self.folder / f"{kind}-{day}-{index:03d}.jsonl"
             if self._full(path, incoming):
                 path = self.folder / f"{kind}-{day}-{index + 1:03d}.jsonl"
-            lock.write(path.name)
+            handle.write_name(path.name)
         return path
+
+    def close(self) -> None:
+        """Close the files this process holds open (appending opens them again)."""
+        with self._thread_lock:
+            for handle in self._handles.values():
+                if handle.pid == os.getpid():
+                    handle.close()
+            self._handles.clear()
 
     def _full(self, path: Path, incoming: int) -> bool:
         try:
@@ -157,31 +194,55 @@ def _append_line(fd: int, line: bytes, *, fsync: bool) -> None:
         raise
 
 
-class _FolderLock:
-    """An exclusive ``flock`` on one lock file of the folder, held for one append (between processes).
+class _OpenFiles:
+    """One process's lock file and current file of one kind, kept open between appends.
 
-    The lock file's content is the name of the file being appended to.
+    The lock file is locked (``flock``, exclusive) for each append, between processes; its content is the name of
+    the file being appended to.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd = -1
+    def __init__(self, lock_path: Path) -> None:
+        self.pid = os.getpid()
+        self.lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+        self.fd, self.name = -1, ""
+        self._closer = weakref.finalize(self, _close_all, [self.lock_fd])
 
-    def __enter__(self) -> _FolderLock:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
+    def _fds(self) -> list[int]:
+        return [fd for fd in (self.fd, self.lock_fd) if fd >= 0]
 
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
 
-    def read(self) -> str:
-        return os.pread(self.fd, 256, 0).decode(errors="replace").strip()
+    def read_name(self) -> str:
+        return os.pread(self.lock_fd, 256, 0).decode(errors="replace").strip()
 
-    def write(self, name: str) -> None:
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, name.encode(), 0)
+    def write_name(self, name: str) -> None:
+        os.ftruncate(self.lock_fd, 0)
+        os.pwrite(self.lock_fd, name.encode(), 0)
+
+    def open(self, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.name = fd, path.name
+        self._closer.detach()
+        self._closer = weakref.finalize(self, _close_all, self._fds())
+
+    def close(self) -> None:
+        self._closer()
+        self.fd = self.lock_fd = -1
+
+
+def _close_all(fds: list[int]) -> None:
+    """Close a forgotten journal's files (run once: on close, or when its object is collected)."""
+    for fd in fds:
+        with suppress(OSError):
+            os.close(fd)
 
 
 class BadLine(ValueError):

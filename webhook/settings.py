@@ -187,9 +187,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "SQLITE_SYNCHRONOUS",
         _choice("full", "normal"),
-        "full",
-        "SQLite: full flushes each commit to disk before the 202; normal survives crashes of the receiver, "
-        "not power cuts.",
+        "normal",
+        "SQLite: normal keeps every 202 across any crash of the receiver, and may lose the last commits to a power "
+        "cut or a kernel crash; full flushes each commit to disk before the 202.",
     ),
     Setting(
         "RETENTION_SECONDS",

@@ -22,7 +22,7 @@ def open_store(
     retention_seconds: float = WEEK,
     prefix: str = "comms-webhook",
     redis_allow_eviction: bool = False,
-    sqlite_synchronous: str = "full",
+    sqlite_synchronous: str = "normal",
     history_limit: int = HISTORY_LIMIT,
     redis_cluster: bool = False,
 ) -> CallStore:

@@ -3,10 +3,14 @@
 Each ``apply`` runs ``BEGIN IMMEDIATE``: the write lock is taken before the call is read, so two workers
 applying notifications to the same call are serialized and the second one decides on what the first one
 wrote. WAL lets readers (the read API) proceed during writes; ``busy_timeout`` makes a writer wait for the lock
-instead of failing at once. With ``SQLITE_SYNCHRONOUS=full`` (the default) each transition is on disk before
-the 202 is sent: the WAL is flushed after the commit, outside the write lock, so workers flush side by side
-(see ``_flush``); ``normal`` survives any crash of the receiver but may lose the last commits to a power cut
-or a kernel crash, in exchange for no flush at all.
+instead of failing at once.
+
+Durability: with ``SQLITE_SYNCHRONOUS=normal`` (the default) a commit is in the WAL, in the operating system's
+cache, before ``apply`` returns: every 202 survives any crash of the receiver (a worker killed, gunicorn
+restarted), and a power cut or a kernel crash may lose the last commits (those the OS had not yet written
+back; SQLite's checkpoints flush the rest). With ``full`` each transition is on disk before the 202: the WAL
+is flushed after the commit, outside the write lock, so workers flush side by side (see ``_flush``), for
+about twice the cost of a notification.
 """
 
 from __future__ import annotations
@@ -123,7 +127,7 @@ class SQLiteStore(CallStore):
         path: str | os.PathLike[str],
         *,
         timeout: float = 5.0,
-        synchronous: str = "full",
+        synchronous: str = "normal",
         history_limit: int = HISTORY_LIMIT,
         kept_per_call: int = KEPT_PER_CALL,
     ) -> None:
