@@ -1,21 +1,22 @@
 """The benchmark: comms-webhook against a bare Flask endpoint, under the same gunicorn, in one run.
 
-    python bench/run.py [--calls 200] [--workers 4] [--threads 1] [--concurrency 16] [--repeat 3] [--redis URL]
+    python bench/run.py [--calls 200] [--workers 4] [--threads N] [--concurrency 16] [--repeat 3] [--redis URL]
                         [--quick]
 
-Endpoints, each started in turn with the same gunicorn settings (workers, ``--threads`` each: 1 is gunicorn's
-sync worker, more its threaded gthread worker, which the shipped settings use with 32):
+Endpoints, each started in turn under the shipped gunicorn settings (deploy/gunicorn.conf.py: gthread workers of
+32 threads, unless ``--threads`` says otherwise; 1 is gunicorn's sync worker), with ``--workers`` workers:
 
 - bare Flask: reads the body and answers 202, our physical limit;
 - comms-webhook, everything on, on SQLite: JWT verification against a local key (JWKS served here), the
-  journal, one handler (bench/handler_plugin.py); with the default WEBHOOK_SQLITE_SYNCHRONOUS=full (a disk
-  flush per commit), then with normal;
+  journal, one handler (bench/handler_plugin.py); with the default WEBHOOK_SQLITE_SYNCHRONOUS=normal, then with
+  full (a disk flush per commit);
 - the same on Redis (--redis, else 127.0.0.1:6379 when it answers, else a redis-server started here).
 
 For each: peak throughput under a closed load (16 client threads, the docs' lifecycles, each notification
 twice, shuffled), then latency at half of that peak under an open load (requests started at a fixed rate);
-medians of the repetitions. Then an in-process microbenchmark of the pipeline per notification, by stage.
-Prints a table and writes bench/results/bench.json. Absolute numbers drift on shared machines: read the ratios.
+medians of the repetitions, the endpoints alternated in each repetition. Then an in-process microbenchmark of the
+pipeline per notification, by stage. Prints a table and writes bench/results/bench.json. Absolute numbers drift
+on shared machines: read the ratios.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
 
-from tests.support import Gunicorn, RedisServer, redis_answers  # noqa: E402
+from tests.support import SHIPPED_GUNICORN, Gunicorn, RedisServer, redis_answers  # noqa: E402
 from webhook.simulate import delivery, make_calls, send_all  # noqa: E402
 from webhook.testing import LocalGraphKeys  # noqa: E402
 
@@ -59,7 +60,14 @@ def measure_endpoint(
 ) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as folder:
         env = {key: value.replace("{tmp}", folder) for key, value in env.items()}
-        server = Gunicorn(app, workers=args.workers, threads=args.threads, env=env, log=Path(folder) / "gunicorn.log")
+        server = Gunicorn(
+            app,
+            workers=args.workers,
+            threads=args.threads,
+            env=env,
+            log=Path(folder) / "gunicorn.log",
+            config=SHIPPED_GUNICORN,
+        )
         try:
             wait_until_up(
                 server, {"value": [{"changeType": "updated", "resourceUrl": "/communications/calls/warm"}]}, headers
@@ -102,14 +110,14 @@ def gunicorn_table(args: argparse.Namespace, redis_url: str, keys: LocalGraphKey
         "WEBHOOK_JOURNAL_DIR": "{tmp}/journal",
         "WEBHOOK_PLUGINS": "bench.handler_plugin",
         "WEBHOOK_DISABLE_PLUGIN_AUTOLOAD": "1",
-        "WEBHOOK_LOG_LEVEL": "warning",
+        "WEBHOOK_LOG_LEVEL": "info",  # the default: an access line per request, a line per transition
     }
     targets = {
         "bare Flask": ("bench.bare:create_app()", {}, {}),
         "comms-webhook SQLite": ("webhook:create_app()", {**full, "WEBHOOK_STORE_URL": "sqlite:///{tmp}/c.db"}, signed),
-        "  same, sync=normal": (
+        "  same, sync=full": (
             "webhook:create_app()",
-            {**full, "WEBHOOK_STORE_URL": "sqlite:///{tmp}/c.db", "WEBHOOK_SQLITE_SYNCHRONOUS": "normal"},
+            {**full, "WEBHOOK_STORE_URL": "sqlite:///{tmp}/c.db", "WEBHOOK_SQLITE_SYNCHRONOUS": "full"},
             signed,
         ),
         "comms-webhook Redis": ("webhook:create_app()", {**full, "WEBHOOK_STORE_URL": redis_url}, signed),
@@ -136,6 +144,7 @@ def gunicorn_table(args: argparse.Namespace, redis_url: str, keys: LocalGraphKey
     return {
         "requests_per_run": len(bodies),
         "workers": args.workers,
+        "threads": args.threads or "shipped (32)",
         "concurrency": args.concurrency,
         "repeat": args.repeat,
         "endpoints": table,
@@ -146,7 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=1, help="threads per worker (1: sync workers)")
+    parser.add_argument("--threads", type=int, help="threads per worker (default: the shipped settings' 32)")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
@@ -176,8 +185,8 @@ def main() -> None:
             )
         meta = result["gunicorn"]
         print(
-            f"{meta['requests_per_run']} requests per run, {meta['workers']} workers, {meta['concurrency']} client "
-            f"threads, median of {meta['repeat']}"
+            f"{meta['requests_per_run']} requests per run, {meta['workers']} workers of {meta['threads']} threads, "
+            f"{meta['concurrency']} client threads, median of {meta['repeat']}"
         )
     print(f"\n{'stage (in process, SQLite)':28} {'us/notification':>16} {'share':>6}")
     total = sum(result["stages"].values())

@@ -52,6 +52,10 @@ class Claims:
     app_id: str | None = None
     issuer: str | None = None
 
+    def to_dict(self) -> dict[str, str | None]:
+        """The fields by name, as ``Claims(**claims.to_dict())`` reads them back."""
+        return {"tenant_id": self.tenant_id, "app_id": self.app_id, "issuer": self.issuer}
+
 
 @dataclass(frozen=True)
 class Notification:

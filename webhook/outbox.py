@@ -11,7 +11,6 @@ decode.)
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict
 from typing import Any
 
 from . import codec
@@ -40,7 +39,7 @@ def encode_event(event: Event) -> str:
                     "path": value.resource.path,
                     "data": _RAW if _data_is_raw(value) else value.data,
                     "raw": value.raw,
-                    "claims": asdict(value.claims),
+                    "claims": value.claims.to_dict(),
                     "origin": value.origin,
                 }
             }
