@@ -19,7 +19,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
-from . import metrics
+from . import logs, metrics
 from .auth import Verifier
 from .delivery import Delivery
 from .errors import (
@@ -251,8 +251,12 @@ def _log_request(response: Response) -> Response:
         "callIds": g.get("webhook_calls"),
         **_correlation(),
     }
-    access_log.info(
-        "%s %s %s %.1fms", request.method, request.path, response.status_code, elapsed * 1000, extra={"fields": fields}
+    logs.emit(
+        access_log,
+        logging.INFO,
+        "%s %s %s %.1fms",
+        (request.method, request.path, response.status_code, elapsed * 1000),
+        fields,
     )
     return response
 

@@ -69,6 +69,14 @@ class TextFormatter(logging.Formatter):
         return text
 
 
+def emit(logger: logging.Logger, level: int, message: str, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
+    """``logger.log(level, message, *args, extra={"fields": fields})`` for the lines written on every request
+    (the access line, a transition): the same record to the same handlers, without the walk up the stack that
+    finds the caller's file and line, which no formatter here prints."""
+    if logger.isEnabledFor(level):
+        logger.handle(logger.makeRecord(logger.name, level, "", 0, message, args, None, extra={"fields": fields}))
+
+
 def configure(level: str = "info", fmt: str = "json") -> None:
     """Send the ``webhook`` loggers to stderr in ``fmt``; idempotent (the last call's format and level win)."""
     logger = logging.getLogger("webhook")

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from . import codec, metrics
+from . import codec, logs, metrics
 from .delivery import Delivery
 from .errors import PayloadError
 from .model import Claims, Notification
@@ -144,4 +144,6 @@ def _log_transition(notification: Notification, event: Event, context: dict[str,
         "tenant": notification.claims.tenant_id,
         **(context or {}),
     }
-    transitions_log.info("call %s: %s -> %s", notification.call_id, previous, event.sender, extra={"fields": fields})
+    logs.emit(
+        transitions_log, logging.INFO, "call %s: %s -> %s", (notification.call_id, previous, event.sender), fields
+    )
