@@ -11,9 +11,21 @@ from typing import TYPE_CHECKING, Any
 _EXPORTS = {
     "AuthError": "errors",
     "Call": "model",
+    "CallGone": "errors",
     "CallStore": "store",
     "Claims": "model",
     "ConfigError": "errors",
+    "Decision": "state",
+    "Event": "state",
+    "Forbidden": "errors",
+    "GraphError": "errors",
+    "GraphForbidden": "errors",
+    "GraphNotConfigured": "errors",
+    "GraphThrottled": "errors",
+    "GraphUnreachable": "errors",
+    "HandlerNotLoaded": "errors",
+    "KeysUnavailable": "errors",
+    "NotFound": "errors",
     "Notification": "model",
     "Party": "model",
     "PayloadError": "errors",
@@ -43,7 +55,17 @@ if TYPE_CHECKING:
     from .app import create_app as create_app
     from .errors import (
         AuthError as AuthError,
+        CallGone as CallGone,
         ConfigError as ConfigError,
+        Forbidden as Forbidden,
+        GraphError as GraphError,
+        GraphForbidden as GraphForbidden,
+        GraphNotConfigured as GraphNotConfigured,
+        GraphThrottled as GraphThrottled,
+        GraphUnreachable as GraphUnreachable,
+        HandlerNotLoaded as HandlerNotLoaded,
+        KeysUnavailable as KeysUnavailable,
+        NotFound as NotFound,
         PayloadError as PayloadError,
         RequestError as RequestError,
         StoreError as StoreError,
@@ -66,6 +88,7 @@ if TYPE_CHECKING:
         participants_updated as participants_updated,
         tone_received as tone_received,
     )
+    from .state import Decision as Decision, Event as Event
     from .store import CallStore as CallStore, SQLiteStore as SQLiteStore, open_store as open_store
 
 __all__ = sorted(_EXPORTS)

@@ -86,7 +86,7 @@ class Verifier:
     def verify(self, authorization: str | None) -> Claims:
         """Verify an ``Authorization`` header value; return the sender's claims or raise :class:`AuthError`.
 
-        Raises :class:`~webhook.keys.KeysUnavailable` (503) when the keys cannot be had at all.
+        Raises :class:`~webhook.errors.KeysUnavailable` (503) when the keys cannot be had at all.
         """
         try:
             return self._verify(authorization)

@@ -7,6 +7,8 @@ transfer, record and DTMF pages; an unknown code gets a generic sentence that st
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -37,14 +39,24 @@ _GENERIC_BY_CLASS = {
 }
 
 
+#: An integer as text: an optional sign and at most 20 digits (a 64-bit code with room to spare; a longer run
+#: of digits is not a code, and converting it costs time that grows with its length).
+_INTEGER_TEXT = re.compile(r"[+-]?[0-9]{1,20}")
+
+
 def as_int(value: Any) -> int | None:
-    """Return ``value`` as an int when it is an int or a numeric string (Graph sends both), else None."""
+    """``value`` as an int when Graph could mean one: an int (not a bool), a float with no fraction, or a numeric
+    string (``"200"``, ``" -7 "``, ``"+5"``; the Delete-call docs send codes as strings); else None. The one
+    reading of Graph's integers: the schemas' ``GraphInt`` validates with it."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
+    if isinstance(value, float):
+        return int(value) if math.isfinite(value) and value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        return int(text) if _INTEGER_TEXT.fullmatch(text) else None
     return None
 
 

@@ -15,6 +15,8 @@ class WebhookError(Exception):
 
     status: int = 500
     code: str = "internal_error"
+    #: Seconds after which retrying may succeed (sent as ``Retry-After`` with a 503); None: retrying will not help.
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
@@ -135,6 +137,15 @@ class StoreUnavailable(StoreError):
         return f"Nothing was stored: {STORE_REASONS.get(self.reason, self.reason)}. Retry later."
 
 
+class KeysUnavailable(WebhookError):
+    """No signing key has ever been fetched and the key server cannot be reached now: callbacks cannot be
+    verified, so they are refused (503) until it can."""
+
+    status = 503
+    code = "signing_keys_unavailable"
+    retry_after = 30
+
+
 class GraphError(WebhookError):
     """Graph refused or failed an outbound request. ``status`` is Graph's HTTP status (0: no answer),
     ``graph_code`` and ``message`` its error, ``request_id`` what Microsoft support asks for."""
@@ -166,7 +177,6 @@ class GraphThrottled(GraphError):
     """Graph kept answering 429 (or 503/504) past the action's deadline; ``retry_after`` is its last word."""
 
     code = "graph_throttled"
-    retry_after: float | None = None
 
 
 class GraphForbidden(GraphError):

@@ -310,9 +310,8 @@ def _handle_webhook_error(exc: WebhookError) -> Response:
         response.headers["WWW-Authenticate"] = (
             'Bearer error="invalid_token"' if exc.code == "invalid_token" else "Bearer"
         )
-    retry_after = getattr(exc, "retry_after", None)
-    if exc.status == 503 and retry_after:
-        response.headers["Retry-After"] = str(retry_after)
+    if exc.status == 503 and exc.retry_after:
+        response.headers["Retry-After"] = f"{exc.retry_after:g}"
     if exc.status >= 500:
         logger.error("%s: %s", exc.code, exc.message)
     return response

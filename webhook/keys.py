@@ -26,20 +26,12 @@ from typing import Any
 
 import jwt
 
-from .errors import WebhookError
+from .errors import KeysUnavailable
 
 logger = logging.getLogger("webhook.keys")
 
 GRAPH_OPENID_CONFIG_URL = "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration"
 _MAX_DOCUMENT_BYTES = 1024 * 1024
-
-
-class KeysUnavailable(WebhookError):
-    """No signing key has ever been fetched and the key server cannot be reached now."""
-
-    status = 503
-    code = "signing_keys_unavailable"
-    retry_after = 30
 
 
 @dataclass(frozen=True)

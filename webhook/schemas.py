@@ -11,11 +11,11 @@ that was wrong.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
+from .codes import as_int
 from .errors import PayloadError
 from .model import CHANGE_TYPES, Notification, canonical_enum
 from .resources import ResourceError, parse_resource
@@ -27,17 +27,10 @@ class GraphInt(fields.Field[int]):
     default_error_messages = {"invalid": "Not a valid integer."}
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> int:
-        if isinstance(value, bool):
+        found = as_int(value)
+        if found is None:
             raise self.make_error("invalid")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            text = value.strip()
-            if 0 < len(text) <= 20 and text.lstrip("+-").isdigit():
-                return int(text)
-        raise self.make_error("invalid")
+        return found
 
 
 def _str() -> fields.String:

@@ -61,7 +61,7 @@ def is_backwards(current: str | None, target: str, data: JSON) -> bool:
     if rank(target) >= rank(current):
         return False
     # A failed transfer returns to the call, saying so in resultInfo; nothing else comes back from a transfer.
-    return not (current == "transferring" and rank(target) == _IN_CALL and _failed_transfer(data))
+    return not (current == "transferring" and rank(target) == _IN_CALL and _result_failed(data))
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ def _stale_reason(call: Call, target: str | None, data: JSON) -> str:
         return f"{target or 'an update'} after the call was terminated"
     if target is not None and target != call.state and is_backwards(call.state, target, data):
         return f"{target} after {call.state}"
-    if target == "transferring" and rank(call.state) == _IN_CALL and _failed_transfer(call.data):
+    if target == "transferring" and rank(call.state) == _IN_CALL and _result_failed(call.data):
         return "transferring after that transfer already failed"
     return ""
 
@@ -215,7 +215,8 @@ def _audio_active(data: JSON) -> bool:
     return isinstance(audio, str) and audio.lower() == "active"
 
 
-def _failed_transfer(data: JSON) -> bool:
+def _result_failed(data: JSON) -> bool:
+    """Whether ``data``'s ``resultInfo`` says it failed: a code of 400 or more (Graph's HTTP-like classes)."""
     result = data.get("resultInfo")
     code = as_int(result.get("code")) if isinstance(result, dict) else None
     return code is not None and code >= 400
@@ -349,9 +350,7 @@ def operation_succeeded(operation: JSON) -> bool:
     reason = operation.get("completionReason")
     if isinstance(reason, str) and reason.lower() in FAILED_COMPLETION_REASONS:
         return False
-    result = operation.get("resultInfo")
-    code = as_int(result.get("code")) if isinstance(result, dict) else None
-    return code is None or code < 400
+    return not _result_failed(operation)
 
 
 @dataclass(frozen=True)
