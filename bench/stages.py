@@ -9,8 +9,9 @@ from typing import Any
 
 from webhook import create_app, on
 from webhook.builders import call_notification, envelope, new_id
+from webhook.clock import utc_now
 from webhook.http import EXTENSION
-from webhook.receiver import decode_body, utc_now
+from webhook.receiver import decode_body
 from webhook.schemas import load_notifications
 from webhook.store.base import Lease
 from webhook.testing import LocalGraphKeys

@@ -237,7 +237,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 _RESTART_AND_SWEEP = """
 import subprocess, sys, time
 from webhook.delivery import Delivery
-from webhook.receiver import utc_now
+from webhook.clock import utc_now
 from webhook.store import open_store
 other = subprocess.Popen(["sleep", "30"])  # a new process that takes the dead worker's pid
 print(other.pid, Delivery(open_store(sys.argv[1]), clock=utc_now, lease_seconds=300).recover(), flush=True)

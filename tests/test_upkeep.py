@@ -18,12 +18,12 @@ import pytest
 
 from webhook import create_app, on
 from webhook.actions import CallActions
+from webhook.clock import iso
 from webhook.errors import CallGone, GraphThrottled
 from webhook.fakegraph import FakeGraph
 from webhook.graph import GraphClient, actions_for
 from webhook.http import EXTENSION
 from webhook.model import Call, Party
-from webhook.store.base import iso
 
 from .conftest import ADMIN_TOKEN
 from .support import Served, history_states, run_cli, serve_bot

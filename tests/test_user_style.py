@@ -30,6 +30,12 @@ def test_every_scenario_replays(replay, notifications, name):
     assert set(replay(notifications.scenario(name)).statuses) == {202}
 
 
+def test_the_notifications_fixture_offers_the_builders_and_the_scenarios_only(notifications):
+    offered = {name for name in vars(notifications) if not name.startswith("_")}
+    assert {"envelope", "incoming_call", "call_notification", "roster_notification", "scenario"} <= offered
+    assert not offered & {"Any", "JSON", "GRAPH", "uuid"}  # what the builders import is not theirs to offer
+
+
 def test_the_fixtures_come_from_the_installed_plugin_alone(tmp_path):
     """Run this very module in a folder of its own, where no conftest of ours exists: only the pytest11
     entry point of the installed distribution provides the fixtures."""
@@ -49,7 +55,7 @@ def test_the_fixtures_come_from_the_installed_plugin_alone(tmp_path):
         env={name: value for name, value in os.environ.items() if name != "PYTEST_ADDOPTS"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "4 passed" in result.stdout
+    assert "5 passed" in result.stdout
 
 
 def test_a_deferred_handler_has_run_when_replay_waits(webhook_on, replay, notifications):

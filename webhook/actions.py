@@ -15,11 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .clock import epoch
 from .errors import GraphNotConfigured
 from .graph import GraphClient
 from .model import Call
 from .resources import canonical_id
-from .store.base import CallStore, epoch
+from .store.base import CallStore
 
 logger = logging.getLogger("webhook.actions")
 

@@ -12,12 +12,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import http, logs
 from .actions import Binder
 from .auth import Verifier
+from .clock import utc_now
 from .delivery import Delivery
 from .graph import GraphClient
 from .journal import Journal
 from .keys import KeyCache
 from .plugins import load_plugins
-from .receiver import Receiver, utc_now
+from .receiver import Receiver
 from .settings import PREFIX, Settings, data_dir, environment_settings, unknown_environment_warnings
 from .store import open_store
 from .upkeep import Upkeep

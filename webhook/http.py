@@ -21,6 +21,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from . import logs, metrics
 from .auth import Verifier
+from .clock import utc_now
 from .delivery import Delivery
 from .errors import (
     AuthError,
@@ -37,7 +38,7 @@ from .graph import GraphClient
 from .journal import Journal, correlation_headers
 from .model import CALL_STATES, Claims, canonical_enum
 from .plugins import LoadedPlugin
-from .receiver import Receiver, decode_body, utc_now
+from .receiver import Receiver, decode_body
 from .resources import canonical_id
 from .settings import Settings, switch_value
 from .store.base import CallStore

@@ -21,6 +21,7 @@ docs' call lifecycles), ``webhook_on`` (the handler decorators; what a test regi
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 import urllib.parse
@@ -132,7 +133,11 @@ def notifications() -> SimpleNamespace:
     def scenario(name: str, call_id: str | None = None) -> list[dict[str, Any]]:
         return list(simulate.SCENARIOS[name](call_id or builders.new_id()).bodies)
 
-    names = [name for name in dir(builders) if not name.startswith("_") and callable(getattr(builders, name))]
+    names = [  # the builders' own functions: not what they import (Any, JSON...)
+        name
+        for name, value in vars(builders).items()
+        if not name.startswith("_") and inspect.isfunction(value) and value.__module__ == builders.__name__
+    ]
     return SimpleNamespace(
         scenario=scenario, scenarios=sorted(simulate.SCENARIOS), **{n: getattr(builders, n) for n in names}
     )

@@ -11,10 +11,10 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
 
 from . import codec, logs, metrics
+from .clock import utc_now
 from .delivery import Delivery
 from .errors import PayloadError
 from .model import Claims, Notification
@@ -29,11 +29,6 @@ transitions_log = logging.getLogger("webhook.transitions")
 MAX_JSON_DEPTH = 64
 #: The most notifications one body may carry (WEBHOOK_MAX_NOTIFICATIONS_PER_BODY).
 MAX_NOTIFICATIONS_PER_BODY = 200
-
-
-def utc_now() -> str:
-    """The current time as the ISO-8601 string the store records (UTC, milliseconds, ``Z``)."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _refuse_constant(name: str) -> Any:

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+from .clock import epoch
 from .journal import BadLine, read_records
 from .resources import ResourceError, canonical_id, parse_resource
-from .store.base import epoch
 
 
 @dataclass(frozen=True)

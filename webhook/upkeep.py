@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING, Literal
 from . import metrics
 from .actions import CallActions
 from .builders import GRAPH, result_info
+from .clock import iso
 from .errors import CallGone, GraphError, GraphNotConfigured, PayloadError, WebhookError
 from .model import JSON, Call, Claims, Notification
 from .resources import canonical_id, parse_resource
 from .schemas import load_notifications
 from .state import Decision, claim_keepalive, reschedule_keepalive
-from .store.base import iso
 
 if TYPE_CHECKING:
     from .delivery import Delivery

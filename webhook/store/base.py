@@ -18,10 +18,10 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
 from typing import Any
 
 from .. import codec
+from ..clock import iso
 from ..errors import StoreError
 from ..model import JSON, Call, Failure, Notification, StoredCall
 from ..state import Decision, Event, Needs, decide, mark_stale, needs_of
@@ -288,21 +288,6 @@ class Completions:
         except StoreError as exc:  # still leased to this process: removed later, or delivered again if it dies
             logger.warning("could not remove %d delivered event(s) from the outbox yet: %s", len(taken), exc.message)
             self.add(taken, first=True)
-
-
-def iso(epoch: float) -> str:
-    """An epoch time in the ISO format the calls' times are kept in (UTC, milliseconds, Z): comparable as text."""
-    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def epoch(timestamp: str | None) -> float | None:
-    """The epoch seconds of an ISO time (as :func:`iso` writes, or any ISO 8601); None when it is not one."""
-    if not timestamp:
-        return None
-    try:
-        return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,13 @@ import redis
 from redis.exceptions import RedisClusterException, RedisError, WatchError
 
 from .. import codec
+from ..clock import epoch
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import JSON, Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..settings import masked_url
 from ..state import Decision, Event, Needs, needs_keepalive
-from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, epoch, json_rows, partial_call, rows_of
+from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
 from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call

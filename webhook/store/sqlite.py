@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from .. import codec
+from ..clock import iso
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import Call, Failure
 from ..outbox import decode_event, encode_event
 from ..state import Decision, Event, Needs, needs_keepalive
-from .base import CallStore, Choose, Lease, Rows, as_stored, iso, json_rows, partial_call, rows_of
+from .base import CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
 
 logger = logging.getLogger("webhook.store")
 
