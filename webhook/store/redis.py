@@ -34,7 +34,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import redis
@@ -43,7 +43,7 @@ from redis.exceptions import RedisClusterException, RedisError, WatchError
 from .. import codec
 from ..clock import epoch
 from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..model import JSON, Call, Failure, Notification
+from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
 from ..settings import masked_url
 from ..state import Decision, Event, Needs, needs_keepalive
@@ -96,6 +96,26 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
 return event
 """
+
+
+# Add one event to the outbox, leased: its id from the sequence, taken inside the caller's MULTI.
+_ADD_EVENT = """
+local id = redis.call('INCR', KEYS[1])
+redis.call('HSET', KEYS[2], id, ARGV[1])
+redis.call('HSET', KEYS[3], id, ARGV[2])
+redis.call('ZADD', KEYS[4], ARGV[3], id)
+return id
+"""
+
+
+@dataclass
+class _Found:
+    """What one read of a call found of its collections, besides its record (see ``RedisStore._read``)."""
+
+    operations_kept: int = 0
+    roster: dict[str, str] = field(default_factory=dict)
+    operation: str | None = None
+    tone_heard: bool = False
 
 
 def _epoch_ms(timestamp: str) -> float:
@@ -222,12 +242,12 @@ class RedisStore(CallStore):
                     with self.client.pipeline(transaction=True) as pipe:
                         try:
                             pipe.watch(call_key)
-                            raw = pipe.get(call_key)
-                            loaded, legacy = self._load(pipe, call_id, raw, needs) if raw else (None, None)
+                            raw, found = self._read(call_id, needs)  # after WATCH: a change since fails EXEC
+                            loaded, legacy = self._load(raw, found, needs) if raw else (None, None)
                             decision = choose(loaded)
                             if decision is None:
                                 return None
-                            committed = self._commit(pipe, decision, loaded, legacy, needs, lease, delivered)
+                            committed = self._commit(pipe, decision, loaded, legacy, needs, lease, delivered, found)
                             carried = True
                             return as_stored(self, committed, needs)
                         except WatchError:
@@ -240,7 +260,29 @@ class RedisStore(CallStore):
             f"call {call_id} changed {_MAX_ATTEMPTS} times while it was being updated; retry", reason="busy"
         )
 
-    def _load(self, pipe: Any, call_id: str, raw: str, needs: Needs) -> tuple[Call, Call | None]:
+    def _read(self, call_id: str, needs: Needs) -> tuple[str | None, _Found]:
+        """The call's record and what ``needs`` names of its collections, in one round trip (on a connection of
+        their own: the watching one sends each command alone)."""
+        reads = self.client.pipeline(transaction=False)
+        reads.get(self.key("call", call_id))
+        reads.llen(self.key("call", call_id, "ops-order"))
+        if needs.roster:
+            reads.hgetall(self.key("call", call_id, "roster"))
+        if needs.operation is not None:
+            reads.hget(self.key("call", call_id, "ops"), needs.operation)
+        if needs.tone_sequence is not None:
+            reads.sismember(self.key("call", call_id, "tone-ids"), str(needs.tone_sequence))
+        raw, kept, *rest = reads.execute()
+        found = _Found(operations_kept=int(kept))
+        if needs.roster:
+            found.roster = rest.pop(0)
+        if needs.operation is not None:
+            found.operation = rest.pop(0)
+        if needs.tone_sequence is not None:
+            found.tone_heard = bool(rest.pop(0))
+        return raw, found
+
+    def _load(self, raw: str, found: _Found, needs: Needs) -> tuple[Call, Call | None]:
         """The call ``decide`` is given, and, for a document written by a release that kept the collections
         inside it, that whole call (its collections are moved to their own keys by this commit)."""
         doc = codec.loads(raw)
@@ -251,19 +293,10 @@ class RedisStore(CallStore):
             core = Call.from_dict({key: value for key, value in doc.items() if key not in _COLLECTION_KEYS})
             core.history_total = legacy.history_total
             return partial_call(core, needs, list(legacy.participants), operation, tones), legacy
-        roster: list[JSON] = []
-        operation = None
-        heard: list[JSON] = []
-        if needs.roster:
-            entries = pipe.hgetall(self.key("call", call_id, "roster"))
-            roster = json_rows(entries[position] for position in sorted(entries, key=int))
-        if needs.operation is not None:
-            found = pipe.hget(self.key("call", call_id, "ops"), needs.operation)
-            operation = codec.loads(found) if found else None
-        if needs.tone_sequence is not None and pipe.sismember(
-            self.key("call", call_id, "tone-ids"), str(needs.tone_sequence)
-        ):
-            heard = [{"sequenceId": needs.tone_sequence}]  # enough for decide to know it was heard
+        roster = json_rows(found.roster[position] for position in sorted(found.roster, key=int)) if needs.roster else []
+        operation = codec.loads(found.operation) if found.operation else None
+        # Enough for decide to know the tone was heard.
+        heard = [{"sequenceId": needs.tone_sequence}] if found.tone_heard else []
         return partial_call(Call.from_dict(doc), needs, roster, operation, heard), None
 
     def _commit(
@@ -275,17 +308,17 @@ class RedisStore(CallStore):
         needs: Needs,
         lease: Lease,
         delivered: list[int],
+        found: _Found,
     ) -> Decision:
         """Write a decision's call, the rows it changed and its outbox rows in one MULTI/EXEC on a watching
-        pipeline, and delete the outbox rows of ``delivered`` events; number its events.
+        pipeline, and delete the outbox rows of ``delivered`` events; number its events (each outbox row takes
+        its id inside the transaction, from a script, so that no round trip is spent on ids before it).
 
         Raises ``WatchError`` when the call changed since it was read: the caller decides again.
         """
         wanted = [event for event in decision.events if lease.needs_delivery(event)]
-        # Ids are taken before MULTI; an attempt that loses the race simply leaves gaps.
-        ids = [int(pipe.incr(self.key("outbox", "seq"))) for _ in wanted]
         call = decision.call
-        operations_kept = int(pipe.llen(self.key("call", call.id, "ops-order"))) if call is not None else 0
+        operations_kept = found.operations_kept
         pipe.multi()
         if call is not None:
             self._write_call(pipe, call, loaded)
@@ -296,12 +329,18 @@ class RedisStore(CallStore):
             self._write_rows(pipe, call, rows_of(loaded or Call(id=call.id), call, needs), loaded, operations_kept)
         if delivered:
             self._delete_events(pipe, delivered)
-        for event_id, event in zip(ids, wanted, strict=True):
-            key = str(event_id)
-            pipe.hset(self.key("outbox"), key, encode_event(event))
-            pipe.hset(self.key("outbox", "owner"), key, lease.owner)
-            pipe.zadd(self.key("outbox", "lease"), {key: lease.until})
-        pipe.execute()
+        outbox = (
+            self.key("outbox", "seq"),
+            self.key("outbox"),
+            self.key("outbox", "owner"),
+            self.key("outbox", "lease"),
+        )
+        for event in wanted:  # last: their ids end the list of replies
+            pipe.execute_command(
+                "EVAL", _ADD_EVENT, len(outbox), *outbox, encode_event(event), lease.owner, lease.until
+            )
+        replies = pipe.execute()
+        ids = [int(reply) for reply in replies[len(replies) - len(wanted) :]]
         numbers = iter(ids)
         events = tuple(
             replace(event, id=next(numbers)) if any(event is w for w in wanted) else event for event in decision.events
