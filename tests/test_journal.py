@@ -183,6 +183,21 @@ def test_a_file_deleted_or_replaced_while_open_is_written_again_by_its_name(tmp_
     assert [record["n"] for record in read_records(moved)] == [2]
 
 
+def test_a_lock_file_deleted_while_open_is_not_locked_apart_by_each_process(tmp_path: Path) -> None:
+    folder = tmp_path / "lock-deleted"
+    first, second = Journal(folder, max_bytes=200), Journal(folder, max_bytes=200)
+    first.append({"index": 0, "padding": "x" * 40})
+    lock = folder / ".journal.lock"
+    lock.unlink()  # a clean-up of the folder: both must lock the new lock file, which names the current file
+    for index in range(1, 12):
+        (first if index % 2 else second).append({"index": index, "padding": "x" * 40})
+        *_, last = read_records(folder / lock.read_text().strip())
+        assert last["index"] == index
+    files = first.files()
+    assert all(path.stat().st_size <= 200 for path in files)
+    assert sorted(record["index"] for path in files for record in read_records(path)) == list(range(12))
+
+
 def test_processes_agree_on_the_file_another_rotated_to(tmp_path: Path) -> None:
     folder = tmp_path / "two-writers"
     first, second = Journal(folder, max_bytes=200), Journal(folder, max_bytes=200)

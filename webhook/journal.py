@@ -7,7 +7,7 @@ rotated by day (UTC) and by size, and deleted after ``JOURNAL_RETENTION_DAYS``. 
 
 Several gunicorn workers append at once: each append takes an exclusive ``flock`` on the folder's lock file, so
 lines never interleave and all processes agree on the current file; each process keeps its files open between
-appends (an append is a lock, a read of the current name, two stats and a write). With ``fsync`` each line is on
+appends (an append is a lock, a read of the current name, three stats and a write). With ``fsync`` each line is on
 disk before the 202 is sent; without it (the default) the operating system writes it shortly after, and a power cut can
 lose the last lines (never the calls: the store is the system of record).
 """
@@ -101,9 +101,12 @@ class Journal:
                 self._prune(day)
 
     def _handle(self, kind: str) -> _OpenFiles:
-        """This process's open files of one kind (a forked child opens its own)."""
+        """This process's open files of one kind (a forked child opens its own, and a lock file deleted or
+        replaced is opened again: every process must lock the same file)."""
         handle = self._handles.get(kind)
-        if handle is None or handle.pid != os.getpid():
+        if handle is None or handle.pid != os.getpid() or not handle.holds_lock_file():
+            if handle is not None and handle.pid == os.getpid():
+                handle.close()
             handle = self._handles[kind] = _OpenFiles(self.folder / f".{kind}.lock")
         return handle
 
@@ -203,12 +206,22 @@ class _OpenFiles:
 
     def __init__(self, lock_path: Path) -> None:
         self.pid = os.getpid()
+        self.lock_path = lock_path
         self.lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o640)
         self.fd, self.name = -1, ""
         self._closer = weakref.finalize(self, _close_all, [self.lock_fd])
 
     def _fds(self) -> list[int]:
         return [fd for fd in (self.fd, self.lock_fd) if fd >= 0]
+
+    def holds_lock_file(self) -> bool:
+        """Whether the lock file open here is still the one its name gives."""
+        try:
+            named = os.stat(self.lock_path)
+        except FileNotFoundError:
+            return False
+        opened = os.fstat(self.lock_fd)
+        return (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev)
 
     @contextmanager
     def locked(self) -> Iterator[None]:
