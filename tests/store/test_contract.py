@@ -27,7 +27,7 @@ from webhook.schemas import load_notifications
 from webhook.simulate import SCENARIOS, delivery
 from webhook.state import claim_keepalive
 from webhook.store import CallStore, SQLiteStore
-from webhook.store.base import Lease
+from webhook.store.base import COMPLETE_AT_ONCE, Lease
 
 from ..conftest import ADMIN_TOKEN, Recorder
 from ..support import history_states, is_subsequence, store_of
@@ -114,6 +114,22 @@ def test_a_delivered_event_leaves_the_outbox_with_the_next_commit_not_in_a_write
     assert store.claim_orphans("other", time.time(), time.time() + 60, lambda owner: False) == []
     apply_all(store, envelope(call_notification(call_id, "established")), lease=Lease(needs_delivery=lambda e: False))
     assert _outbox_texts(store) == []
+
+
+def test_a_backlog_of_delivered_events_leaves_a_few_hundred_per_commit(store: CallStore) -> None:
+    store.complete_within = 60
+    lease = Lease("me", time.time() + 60)
+    ids = [
+        e.id
+        for body in [envelope(incoming_call(new_id())) for _ in range(COMPLETE_AT_ONCE + 20)]
+        for decision in apply_all(store, body, lease=lease)
+        for e in decision.events
+        if e.id is not None
+    ]
+    store.complete(ids)
+    apply_all(store, envelope(incoming_call(new_id())), lease=Lease(needs_delivery=lambda e: False))
+    assert len(_outbox_texts(store)) == 20  # the oldest went with that commit; no statement is unbounded
+    assert store.pending_events() == 0
 
 
 def test_a_delivered_event_leaves_the_outbox_soon_when_no_commit_follows(store: CallStore) -> None:

@@ -230,6 +230,9 @@ class CallStore(abc.ABC):
 
 
 _COMPLETIONS_LOCK = threading.Lock()
+#: The most delivered rows one statement removes (SQLite caps a statement's parameters; a backlog left by a store
+#: that failed for a while leaves in several commits).
+COMPLETE_AT_ONCE = 500
 _QUEUES: weakref.WeakSet[Completions] = weakref.WeakSet()
 
 
@@ -268,10 +271,11 @@ class Completions:
                 self._timer.daemon = True
                 self._timer.start()
 
-    def take(self) -> list[int]:
-        """The ids for a commit to delete; ``add(ids, first=True)`` gives them back if it does not commit."""
+    def take(self, limit: int = COMPLETE_AT_ONCE) -> list[int]:
+        """At most ``limit`` ids for a commit to delete (the rest wait for the next), oldest first;
+        ``add(ids, first=True)`` gives them back if it does not commit."""
         with self._lock:
-            taken, self._ids = self._ids, []
+            taken, self._ids = self._ids[:limit], self._ids[limit:]
             return taken
 
     def flush(self) -> None:
@@ -280,14 +284,15 @@ class Completions:
             if self._timer is not None:
                 self._timer.cancel()  # a no-op when the timer itself is what runs this
                 self._timer = None
-        taken = self.take()
-        if not taken:
-            return
-        try:
-            self._remove(taken)
-        except StoreError as exc:  # still leased to this process: removed later, or delivered again if it dies
-            logger.warning("could not remove %d delivered event(s) from the outbox yet: %s", len(taken), exc.message)
-            self.add(taken, first=True)
+        while taken := self.take():
+            try:
+                self._remove(taken)
+            except StoreError as exc:  # still leased to this process: removed later, or delivered again if it dies
+                logger.warning(
+                    "could not remove %d delivered event(s) from the outbox yet: %s", len(taken), exc.message
+                )
+                self.add(taken, first=True)
+                return
 
 
 @dataclass(frozen=True)
