@@ -79,3 +79,12 @@ def test_receivers_of_a_rejected_body_hear_nothing(client: Any, recorder: Record
     body = envelope(incoming_call(new_id()), {"changeType": "updated"})
     assert client.post("/api/calls", json=body).status_code == 400
     assert recorder.sent == []
+
+
+def test_the_package_exports_every_signal_declared_and_no_other() -> None:
+    import webhook
+    from webhook.signals import SIGNALS, IsolatedSignal
+
+    exported = {name for name in webhook.__all__ if isinstance(getattr(webhook, name), IsolatedSignal)}
+    assert exported == set(SIGNALS)
+    assert all(getattr(webhook, name) is signal for name, signal in SIGNALS.items())

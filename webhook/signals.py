@@ -187,20 +187,8 @@ handler_failed = _signal(
     ("handler", "receiver", "exception", "original_sender", "call", "kwargs"),
 )
 
-#: Every signal comms-webhook sends, by name.
+#: Every signal comms-webhook sends, by name, in the order they are declared above (each declared once: the
+#: namespace holds them).
 SIGNALS: dict[str, IsolatedSignal] = {
-    signal.name: signal
-    for signal in (
-        notification_received,
-        call_state_changed,
-        call_updated,
-        call_media_active,
-        participants_updated,
-        participants_joined,
-        participants_left,
-        operation_completed,
-        tone_received,
-        call_stale,
-        handler_failed,
-    )
+    name: signal for name, signal in namespace.items() if isinstance(signal, IsolatedSignal)
 }
