@@ -255,3 +255,17 @@ def test_the_short_way_declines_or_agrees_wherever_one_value_is_changed(body: An
 def test_the_short_way_for_bodies_agrees_with_the_schemas_or_leaves_the_body_to_them(body: Any) -> None:
     plain = plain_notifications(body)
     assert plain is None or plain == _by_the_schemas(body)
+
+
+def test_the_short_way_reads_the_fields_it_checks_off_the_schemas_and_refuses_one_it_cannot_check() -> None:
+    from marshmallow import fields
+
+    from webhook.schemas import GraphSchema, _json_types
+
+    class Counted(GraphSchema):
+        label = fields.String(allow_none=True)
+        count = fields.Integer(allow_none=True)  # converts "5" and 5.0: the short way has no rule for it
+
+    assert _json_types(Counted(), handled=("count",)) == (("label", str),)
+    with pytest.raises(TypeError, match=r"Counted\.count: teach the short way"):
+        _json_types(Counted())

@@ -49,6 +49,9 @@ class ResultInfoSchema(GraphSchema):
     subcode = GraphInt(allow_none=True)
     message = _str()
 
+    #: What ``_accept_sub_code`` rewrites: a resultInfo carrying it is not loaded as itself.
+    rewritten_keys = ("subCode",)
+
     @pre_load
     def _accept_sub_code(self, data: Any, **kwargs: Any) -> Any:
         # Transfer-failure examples spell it "subCode"; one spelling downstream.
@@ -153,23 +156,49 @@ def _load_resource_data(kind: str, value: Any) -> Any:
                 return []
             # A roster is an array; tolerate a lone participant object.
             roster = value if isinstance(value, list) else [_expect_object(value, "a roster")]
-            plain = plain_roster(roster)
-            return plain if plain is not None else _PARTICIPANTS.load(roster)
+            return _PARTICIPANTS.load(roster)
     except ValidationError as exc:
         raise ValidationError(exc.messages, "resourceData") from exc
     return value  # a sub-resource we do not know yet: kept as sent
 
 
-#: ParticipantSchema's declared fields and the one JSON type each takes as it is (besides null).
-_PARTICIPANT_TYPES = (
-    ("id", str),
-    ("info", dict),
-    ("isMuted", bool),
-    ("isInLobby", bool),
-    ("mediaStreams", list),
-    ("rosterSequenceNumber", int),
-    ("removedState", dict),
+#: The JSON type a value of each kind of field here must have to be loaded as itself (besides null); a value of
+#: any other type is converted (``"200"`` to 200) or refused by the field.
+_AS_ITSELF: tuple[tuple[type[fields.Field[Any]], type], ...] = (
+    (fields.String, str),
+    (fields.Boolean, bool),
+    (GraphInt, int),
+    (fields.Dict, dict),
+    (fields.List, list),
 )
+
+
+def _json_types(schema: Schema, handled: tuple[str, ...] = (), *, lists: bool = False) -> tuple[tuple[str, type], ...]:
+    """Each declared field of ``schema`` with the one JSON type it takes as it is, read off the schema so that
+    a field added there is checked by the short way too; ``handled`` names the fields the caller checks itself,
+    ``lists`` says it checks that the items of lists (of objects) are objects. Raises TypeError at import for a
+    field the short way cannot check: one no entry of :data:`_AS_ITSELF` covers, one that may not be null or
+    must be there, a list the caller does not check."""
+    found = []
+    for name, field in schema.fields.items():
+        if name in handled:
+            continue
+        kind = next((json_type for declared, json_type in _AS_ITSELF if isinstance(field, declared)), None)
+        if (
+            kind is None
+            or not field.allow_none
+            or field.required
+            or (isinstance(field, fields.List) and not (lists and isinstance(field.inner, fields.Dict)))
+        ):
+            raise TypeError(f"{type(schema).__name__}.{name}: teach the short way (schemas.py) what loads as itself")
+        found.append((field.data_key or name, kind))
+    return tuple(found)
+
+
+#: ParticipantSchema's declared fields and the one JSON type each takes as it is (besides null), and those that
+#: are lists of objects (whose items must be objects too).
+_PARTICIPANT_TYPES = _json_types(_PARTICIPANTS, lists=True)
+_PARTICIPANT_LISTS = tuple(name for name, kind in _PARTICIPANT_TYPES if kind is list)
 
 
 def plain_roster(roster: list[Any]) -> list[dict[str, Any]] | None:
@@ -189,67 +218,50 @@ def plain_roster(roster: list[Any]) -> list[dict[str, Any]] | None:
             value = entry.get(name)
             if value is not None and type(value) is not kind:
                 return None
-        streams = entry.get("mediaStreams")
-        if streams is not None and any(type(stream) is not dict for stream in streams):
-            return None
+        for name in _PARTICIPANT_LISTS:  # mediaStreams
+            items = entry.get(name)
+            if items is not None and any(type(item) is not dict for item in items):
+                return None
     return list(roster)  # the entries themselves: nothing downstream changes them
 
 
-#: CallSchema's and OperationSchema's fields that are strings, and the nested objects each may carry.
-_CALL_STRINGS = ("id", "state", "direction", "callChainId", "terminationReason")
-_OPERATION_STRINGS = ("id", "status", "clientContext", "completionReason")
+#: The fields of calls and operations (their nested objects aside, checked with their own schemas' fields).
+_CALL_TYPES = _json_types(_CALL, handled=("resultInfo", "toneInfo"))
+_OPERATION_TYPES = _json_types(_OPERATION, handled=("resultInfo",))
+_RESULT_TYPES = _json_types(ResultInfoSchema())
+_TONE_TYPES = _json_types(ToneInfoSchema())
 
 
-def _plain_result(value: Any) -> bool:
-    """Whether a ``resultInfo`` is what :class:`ResultInfoSchema` loads to itself: integer codes, no ``subCode``."""
-    if value is None:
-        return True
-    if type(value) is not dict or "subCode" in value:
-        return False
-    code, subcode, message = value.get("code"), value.get("subcode"), value.get("message")
-    return (
-        (code is None or type(code) is int)
-        and (subcode is None or type(subcode) is int)
-        and (message is None or type(message) is str)
-    )
-
-
-def _plain_strings(data: dict[str, Any], names: tuple[str, ...]) -> bool:
-    for name in names:
+def _plain_fields(data: dict[str, Any], types: tuple[tuple[str, type], ...]) -> bool:
+    for name, kind in types:
         value = data.get(name)
-        if value is not None and type(value) is not str:
+        if value is not None and type(value) is not kind:
             return False
     return True
+
+
+def _plain_object(value: Any, types: tuple[tuple[str, type], ...], rewritten: tuple[str, ...] = ()) -> bool:
+    """Whether a nested object (or its absence) is what its schema, whose fields are ``types``, loads as itself:
+    each field null or of its type, no key the schema's ``pre_load`` rewrites."""
+    if value is None:
+        return True
+    return type(value) is dict and not any(key in value for key in rewritten) and _plain_fields(value, types)
 
 
 def _plain_data(kind: str, value: Any) -> Any:
     """``resourceData`` as :func:`_load_resource_data` loads it, when it is as Graph sends it; ``_DECLINED``
     otherwise (the schemas load it then, and their messages say what is wrong)."""
-    if kind == "call":
+    if kind in ("call", "operation"):
         if value is None:
             return {}
+        call = kind == "call"
         if (
-            type(value) is not dict
-            or not _plain_strings(value, _CALL_STRINGS)
-            or not _plain_result(value.get("resultInfo"))
+            _plain_object(value, _CALL_TYPES if call else _OPERATION_TYPES)
+            and _plain_object(value.get("resultInfo"), _RESULT_TYPES, ResultInfoSchema.rewritten_keys)
+            and (not call or _plain_object(value.get("toneInfo"), _TONE_TYPES))
         ):
-            return _DECLINED
-        tone, media = value.get("toneInfo"), value.get("mediaState")
-        if tone is not None and (
-            type(tone) is not dict
-            or not (tone.get("tone") is None or type(tone.get("tone")) is str)
-            or not (tone.get("sequenceId") is None or type(tone.get("sequenceId")) is int)
-        ):
-            return _DECLINED
-        if media is not None and type(media) is not dict:
-            return _DECLINED
-        return dict(value)
-    if kind == "operation":
-        if value is None:
-            return {}
-        if type(value) is not dict or not _plain_strings(value, _OPERATION_STRINGS):
-            return _DECLINED
-        return dict(value) if _plain_result(value.get("resultInfo")) else _DECLINED
+            return dict(value)
+        return _DECLINED
     if kind == "participants":
         if value is None:
             return []
