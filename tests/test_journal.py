@@ -181,6 +181,10 @@ def test_a_file_deleted_or_replaced_while_open_is_written_again_by_its_name(tmp_
     journal.append({"n": 3})
     assert [record["n"] for record in read_records(current)] == [3]
     assert [record["n"] for record in read_records(moved)] == [2]
+    current.rename(current.with_suffix(".old"))  # replaced: a new file by the same name, which gets the next line
+    current.write_text("")
+    journal.append({"n": 4})
+    assert [record["n"] for record in read_records(current)] == [4]
 
 
 def test_a_lock_file_deleted_while_open_is_not_locked_apart_by_each_process(tmp_path: Path) -> None:

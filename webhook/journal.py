@@ -115,24 +115,18 @@ class Journal:
         that every process agrees on it without listing the folder at each append; the file stays open between
         appends, and is opened again when another process rotated, or when it was deleted or replaced."""
         name = handle.read_name()
-        current = handle.fd >= 0 and name == handle.name and name.startswith(f"{kind}-{day}-")
-        if current:
-            opened = os.fstat(handle.fd)
-            try:
-                named = os.stat(self.folder / name)
-            except FileNotFoundError:
-                named = None
-            current = named is not None and (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev)
-            if current and opened.st_size > 0 and opened.st_size + incoming > self.max_bytes:
-                current = False
-        if not current:
-            path = self._current_file(handle, kind, day, incoming)
-            handle.open(path)
+        opened = (
+            _opened_as(self.folder / name, handle.fd)
+            if handle.fd >= 0 and name == handle.name and name.startswith(f"{kind}-{day}-")
+            else None
+        )
+        if opened is None or (opened.st_size > 0 and opened.st_size + incoming > self.max_bytes):
+            handle.open(self._current_file(handle, name, kind, day, incoming))
         return handle.fd
 
-    def _current_file(self, handle: _OpenFiles, kind: str, day: str, incoming: int) -> Path:
-        """The file to append to now, written to the lock file when it changes; the folder is listed only here."""
-        name = handle.read_name()
+    def _current_file(self, handle: _OpenFiles, name: str, kind: str, day: str, incoming: int) -> Path:
+        """The file to append to now, given the lock file's ``name``; written to the lock file when it changes. The
+        folder is listed only here."""
         path = self.folder / name if name else None
         if path is None or not name.startswith(f"{kind}-{day}-") or self._full(path, incoming):
             indexes = sorted(
@@ -216,12 +210,7 @@ class _OpenFiles:
 
     def holds_lock_file(self) -> bool:
         """Whether the lock file open here is still the one its name gives."""
-        try:
-            named = os.stat(self.lock_path)
-        except FileNotFoundError:
-            return False
-        opened = os.fstat(self.lock_fd)
-        return (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev)
+        return _opened_as(self.lock_path, self.lock_fd) is not None
 
     @contextmanager
     def locked(self) -> Iterator[None]:
@@ -249,6 +238,17 @@ class _OpenFiles:
     def close(self) -> None:
         self._closer()
         self.fd = self.lock_fd = -1
+
+
+def _opened_as(path: Path, fd: int) -> os.stat_result | None:
+    """The status of the file open as ``fd`` when ``path`` still names it; None when that file was deleted, moved
+    away or replaced since it was opened."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return None
+    opened = os.fstat(fd)
+    return opened if (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev) else None
 
 
 def _close_all(fds: list[int]) -> None:
