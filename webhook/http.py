@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -312,7 +313,7 @@ def _handle_webhook_error(exc: WebhookError) -> Response:
             'Bearer error="invalid_token"' if exc.code == "invalid_token" else "Bearer"
         )
     if exc.status == 503 and exc.retry_after:
-        response.headers["Retry-After"] = f"{exc.retry_after:g}"
+        response.headers["Retry-After"] = str(math.ceil(exc.retry_after))  # whole seconds, as RFC 9110 wants
     if exc.status >= 500:
         logger.error("%s: %s", exc.code, exc.message)
     return response
