@@ -29,15 +29,10 @@ sys.path.insert(0, str(ROOT))
 from werkzeug.test import EnvironBuilder  # noqa: E402
 
 from bench.bare import create_app as create_bare  # noqa: E402
+from bench.stages import GRAPH_HEADERS  # noqa: E402
 from webhook import create_app, on  # noqa: E402
 from webhook.builders import call_notification, envelope, new_id  # noqa: E402
 from webhook.testing import LocalGraphKeys  # noqa: E402
-
-GRAPH_HEADERS = {
-    "Client-Request-Id": "b6ee35b9-7b26-4b25-9a4d-03e8c7a1c111",
-    "Scenario-Id": "2f1a1100-b174-40a0-aba7-0b405e01ed92",
-    "User-Agent": "Microsoft-Skype/3.0,(Calling/1.0)",
-}
 
 
 def environs(count: int, headers: dict[str, str]) -> list[dict[str, Any]]:
