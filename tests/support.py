@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import prometheus_client
 from werkzeug.serving import make_server
 
 from webhook.model import Call
@@ -73,6 +74,13 @@ def history_states(call: dict[str, Any] | Call) -> list[str]:
 def is_subsequence(items: list[str], of: list[str] | tuple[str, ...]) -> bool:
     remaining = iter(of)
     return all(any(item == candidate for candidate in remaining) for item in items)
+
+
+def metric_value(name: str, **labels: str) -> float:
+    """The current value of one of this process's metrics (``comms_webhook_`` omitted from ``name``); 0 before
+    its first count. Metrics are process-wide: tests compare the value before and after what they do."""
+    value = prometheus_client.REGISTRY.get_sample_value(f"comms_webhook_{name}", labels)
+    return 0.0 if value is None else value
 
 
 def free_port() -> int:

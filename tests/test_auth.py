@@ -14,14 +14,16 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 
 from webhook import ConfigError, create_app
 from webhook.builders import envelope, incoming_call, new_id
-from webhook.http import EXTENSION
+from webhook.keys import fetch_keys
 from webhook.testing import LocalGraphKeys
 
 from .conftest import ADMIN_TOKEN, Recorder
+from .support import metric_value
 
 APP_ID = "6f1f5c00-1111-2222-3333-444455556666"
 TENANT = "a9c42b85-c133-4aaf-a935-5b4685768b16"
@@ -153,6 +155,7 @@ def test_each_bad_token_is_refused_with_401_and_its_reason(
     (_, authorization, reason) = next(r for r in _refusals(webhook_keys) if r[0] == case)
     app = jwt_app(webhook_keys, store_url)
     call_id = new_id()
+    counted = metric_value("auth_failures_total", reason=reason)
     response = post(app, authorization, envelope(incoming_call(call_id)))
     assert response.status_code == 401
     assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
@@ -163,7 +166,7 @@ def test_each_bad_token_is_refused_with_401_and_its_reason(
     if len(token) > 8:
         assert token not in response.get_data(as_text=True)
     assert recorder.sent == []
-    assert app.extensions[EXTENSION].verifier.failures == {reason: 1}
+    assert metric_value("auth_failures_total", reason=reason) - counted == 1
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     assert app.test_client().get(f"/api/calls/{call_id}", headers=admin).status_code == 404
 
@@ -225,6 +228,28 @@ def test_cold_start_with_the_key_server_down_answers_503(
     assert recorder.sent == []
     keys.start()  # the same port again; the next attempt after the refetch floor succeeds
     assert post(app, f"Bearer {keys.token(aud=APP_ID)}").status_code == 503  # within the floor: no hammering
+
+
+def test_only_the_rsa_signing_keys_of_the_jwks_are_kept(keys: LocalGraphKeys, store_url: str) -> None:
+    other = LocalGraphKeys()
+    rsa_member = other.jwks()["keys"][0]
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    keys.extra_members = [
+        {**json.loads(jwt.algorithms.ECAlgorithm.to_jwk(ec_key.public_key())), "kid": "ec-key", "use": "sig"},
+        {**rsa_member, "kid": "encryption-key", "use": "enc"},
+        {key: value for key, value in rsa_member.items() if key != "kid"},
+        {**rsa_member, "kid": "broken-key", "n": 12345},
+        "not a key",
+    ]
+    snapshot = fetch_keys(keys.config_url)
+    assert list(snapshot.keys) == [keys.kid]
+    assert [entry["kid"] for entry in snapshot.raw_keys] == [keys.kid]
+    app = jwt_app(keys, store_url)
+    assert post(app, f"Bearer {keys.token(aud=APP_ID)}").status_code == 202
+    encryption_signed = jwt.encode(
+        graph_payload(), other.private_key(), algorithm="RS256", headers={"kid": "encryption-key"}
+    )
+    assert post(app, f"Bearer {encryption_signed}").status_code == 401
 
 
 def test_200_unknown_kids_cause_at_most_one_fetch(keys: LocalGraphKeys, store_url: str) -> None:

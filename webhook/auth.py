@@ -6,8 +6,9 @@ carried by the token itself (``jwk``, ``jku``, ``x5u``, ``x5c``); a signature by
 ``aud`` = the bot's App ID; ``iss`` one of the configured issuers; ``exp`` and ``nbf`` with a leeway; a tenant
 id (``tid``), optionally from an allow-list.
 
-Each refusal is an :class:`~webhook.errors.AuthError` whose ``details["reason"]`` is one short word (counted in
-:attr:`Verifier.failures`) and whose message says what was wrong without echoing the token.
+Each refusal is an :class:`~webhook.errors.AuthError` whose ``details["reason"]`` is one short word (the
+receiver counts it in the ``comms_webhook_auth_failures_total`` metric) and whose message says what was wrong
+without echoing the token.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -76,8 +77,6 @@ class Verifier:
         self.issuers = tuple(issuers)
         self.allowed_tenants = frozenset(tenant.lower() for tenant in allowed_tenants)
         self.leeway_seconds = leeway_seconds
-        self.failures: Counter[str] = Counter()
-        self._failures_lock = threading.Lock()
         # Graph reuses one token for many callbacks: remember the verified ones (by their exact text) until
         # they expire, so each costs one dictionary lookup instead of a signature check.
         self._verified: OrderedDict[str, tuple[str, float, float, Claims]] = OrderedDict()
@@ -91,10 +90,7 @@ class Verifier:
         try:
             return self._verify(authorization)
         except AuthError as exc:
-            reason = exc.details["reason"]
-            with self._failures_lock:
-                self.failures[reason] += 1
-            logger.warning("refused a callback: %s", reason)
+            logger.warning("refused a callback: %s", exc.details["reason"])
             raise
 
     def _verify(self, authorization: str | None) -> Claims:

@@ -156,7 +156,6 @@ def _journal(journal: Journal, kind: str, fields: dict[str, Any]) -> None:
     try:
         journal.append(record, kind=kind)
     except OSError as exc:
-        journal.errors += 1
         metrics.journal_errors.inc()
         logger.error("could not write the %s journal in %s: %s", kind, journal.folder, exc)
 

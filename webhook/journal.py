@@ -85,7 +85,6 @@ class Journal:
         self._thread_lock = threading.Lock()
         self._handles: dict[str, _OpenFiles] = {}
         self._pruned_day: str | None = None
-        self.errors = 0
 
     def append(self, record: Mapping[str, Any], *, kind: str = "journal") -> None:
         """Append one record as one line. Raises ``OSError`` when the folder cannot be written."""

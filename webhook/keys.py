@@ -2,14 +2,17 @@
 
 Graph signs its callbacks with keys listed by the JWKS that the OpenID configuration at
 ``https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration`` names (the discovery URL is not derived from
-the issuer). PyJWKClient alone is unsafe here: it drops its cache when a refresh fails and refetches on every
-unknown ``kid``. :class:`KeyCache` instead
+the issuer). PyJWT's ``PyJWKClient`` (since 2.10) keeps its cached set when a fetch fails and refetches for an
+unknown ``kid`` at most once per cooldown, but it takes a JWKS URL rather than a discovery document, starts its
+cooldown only after a *successful* fetch (with the key server down, every expired-cache request and every
+unknown ``kid`` tries again, each waiting for the timeout), and reads documents of any size. :class:`KeyCache`
+adds, on top of PyJWT's own parsing (``PyJWKSet``):
 
-- fetches on first use, with a timeout, and refreshes every ``refresh_seconds``;
-- keeps the last good keys when a refresh fails (and retries at most once per ``min_refetch_seconds``);
-- refetches for an unknown ``kid`` at most once per ``min_refetch_seconds``, whatever the number of made-up kids;
-- raises :class:`KeysUnavailable` only when it has never had keys and cannot get them (the token may be fine:
-  the caller should answer 503, not 401).
+- discovery: the OpenID configuration first, then the JWKS it names (and its ``issuer``), both size-limited;
+- a refresh every ``refresh_seconds``, keeping the last good keys when it fails;
+- at most one attempt per ``min_refetch_seconds``, failed or not, whatever the number of made-up kids;
+- :class:`~webhook.errors.KeysUnavailable` only when it has never had keys and cannot get them (the token may
+  be fine: the caller should answer 503, not 401).
 """
 
 from __future__ import annotations
@@ -65,19 +68,18 @@ def fetch_keys(config_url: str, *, timeout: float = 5.0, clock: Callable[[], flo
     jwks = _get_json(config["jwks_uri"], timeout)
     if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list):
         raise ValueError(f"{config['jwks_uri']} is not a JWKS: it has no keys list")
+    try:
+        key_set = jwt.PyJWKSet.from_dict(jwks)  # skips the members it cannot use
+    except jwt.PyJWTError as exc:
+        raise ValueError(f"{config['jwks_uri']} lists no usable key: {exc}") from None
+    by_kid = {str(entry["kid"]): entry for entry in jwks["keys"] if isinstance(entry, dict) and entry.get("kid")}
     keys: dict[str, jwt.PyJWK] = {}
-    raw_keys: list[dict[str, Any]] = []
-    for entry in jwks["keys"]:
-        if not isinstance(entry, dict) or entry.get("kty") != "RSA" or not entry.get("kid"):
-            continue
-        if entry.get("use") not in (None, "sig"):
-            continue
-        try:
-            keys[str(entry["kid"])] = jwt.PyJWK(entry, algorithm="RS256")
-        except jwt.PyJWTError as exc:
-            logger.warning("skipping signing key %s: %s", entry.get("kid"), exc)
-            continue
-        raw_keys.append(entry)
+    for key in key_set.keys:
+        if key.key_type == "RSA" and key.key_id and key.public_key_use in (None, "sig"):
+            keys[key.key_id] = key
+    raw_keys = [by_kid[kid] for kid in keys]
+    if skipped := sorted(set(by_kid) - set(keys)):
+        logger.warning("skipping %d key(s) that are not usable RSA signing keys: %s", len(skipped), skipped)
     if not keys:
         raise ValueError(f"{config['jwks_uri']} lists no usable RSA signing key")
     issuer = config.get("issuer") if isinstance(config.get("issuer"), str) else None
@@ -102,7 +104,6 @@ class KeyCache:
         self.timeout = timeout
         self.clock = clock
         self.snapshot: KeySnapshot | None = None
-        self.fetches = 0  # attempts, successful or not: what a flood of made-up kids must not drive up
         self._last_attempt: float | None = None
         self._lock = threading.Lock()
 
@@ -140,7 +141,6 @@ class KeyCache:
             if fresh or recently_tried:
                 return current
             self._last_attempt = now
-            self.fetches += 1
             try:
                 self.snapshot = fetch_keys(self.config_url, timeout=self.timeout, clock=self.clock)
             except (OSError, ValueError) as exc:

@@ -57,6 +57,8 @@ class LocalGraphKeys:
         self._keys: dict[str, rsa.RSAPrivateKey] = {}
         self._published: set[str] = set()
         self.requests: dict[str, int] = {}
+        #: JWKS members published after the signing keys, as given: what a receiver must pass over.
+        self.extra_members: list[Any] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._port: int | None = None
@@ -104,7 +106,7 @@ class LocalGraphKeys:
         for kid in sorted(self._published):
             jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(self._keys[kid].public_key()))
             keys.append({**jwk, "kid": kid, "use": "sig", "alg": "RS256"})
-        return {"keys": keys}
+        return {"keys": [*keys, *self.extra_members]}
 
     def token(
         self,
