@@ -218,3 +218,28 @@ def test_the_readme_documents_every_field_of_a_call_and_every_setting() -> None:
     assert set(readme_table_names("field |")) == set(Call(id="x").to_dict())
     documented = [name.removeprefix("WEBHOOK_") for name in readme_table_names("name |")]
     assert sorted(documented) == sorted(setting.name for setting in SETTINGS)
+
+
+def as_readme_writes_it(value: object) -> tuple[str, ...]:
+    """The spellings the README's settings table may give a declared default."""
+    if value in ("", ()):
+        return ("(none)", "(any)")
+    if isinstance(value, bool):
+        return ("`1`",) if value else ("`0`",)
+    if isinstance(value, float):
+        return (f"`{value:.0f}`",) if value.is_integer() else (f"`{value:g}`",)
+    if isinstance(value, tuple):
+        return (f"`{','.join(value)}`",)
+    return (f"`{value}`",)
+
+
+def test_the_readme_gives_each_setting_its_declared_default() -> None:
+    from webhook.settings import SETTINGS
+
+    text = (ROOT / "README.md").read_text()
+    table = text.split("| name |", 1)[1].split("\n\n", 1)[0]
+    cells = {row.split("|")[1].strip(): row.split("|")[2].strip() for row in table.splitlines()[2:]}
+    computed = {"DATA_DIR", "STORE_URL", "JOURNAL_DIR"}  # from the data folder, spelled as paths in the README
+    for setting in SETTINGS:
+        if setting.name not in computed:
+            assert cells[f"`WEBHOOK_{setting.name}`"] in as_readme_writes_it(setting.default), setting.name

@@ -19,7 +19,8 @@ from .journal import Journal
 from .keys import KeyCache
 from .plugins import load_plugins
 from .receiver import Receiver
-from .settings import PREFIX, Settings, data_dir, environment_settings, unknown_environment_warnings
+from .setting_types import PREFIX
+from .settings import Settings, data_dir, environment_settings, unknown_environment_warnings
 from .store import open_store
 from .upkeep import Upkeep
 

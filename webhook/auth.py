@@ -25,10 +25,11 @@ import jwt
 from .errors import AuthError
 from .keys import KeyCache
 from .model import Claims
+from .settings import default
 
 logger = logging.getLogger("webhook.auth")
 
-DEFAULT_ISSUERS = ("https://graph.microsoft.com", "https://api.botframework.com")
+DEFAULT_ISSUERS: tuple[str, ...] = default("ISSUERS")
 ALLOWED_ALGORITHMS = ("RS256",)
 _KEY_BEARING_HEADERS = ("jwk", "jku", "x5u", "x5c")
 _MAX_TOKEN_CHARS = 16 * 1024
@@ -70,7 +71,7 @@ class Verifier:
         *,
         issuers: Iterable[str] = DEFAULT_ISSUERS,
         allowed_tenants: Iterable[str] = (),
-        leeway_seconds: float = 300.0,
+        leeway_seconds: float = default("AUTH_LEEWAY_SECONDS"),
     ) -> None:
         self.app_id = app_id
         self.keys = keys

@@ -35,6 +35,7 @@ from .actions import Binder, binding
 from .errors import HandlerNotLoaded, WebhookError
 from .model import Failure
 from .outbox import decode_event, encode_event
+from .settings import default
 from .signals import SIGNALS, IsolatedSignal, receiver_name
 from .state import Event
 from .store.base import CallStore, Lease
@@ -150,11 +151,11 @@ class Delivery:
         self,
         store: CallStore,
         *,
-        slow_seconds: float = 2.0,
-        deferred_workers: int = 4,
-        lease_seconds: float = 300.0,
-        sweep_seconds: float = 30.0,
-        stale_after_seconds: float = 3000.0,
+        slow_seconds: float = default("SLOW_HANDLER_SECONDS"),
+        deferred_workers: int = default("DEFERRED_WORKERS"),
+        lease_seconds: float = default("OUTBOX_LEASE_SECONDS"),
+        sweep_seconds: float = default("OUTBOX_SWEEP_SECONDS"),
+        stale_after_seconds: float = default("STALE_AFTER_SECONDS"),
         clock: Callable[[], str],
     ) -> None:
         self.store = store

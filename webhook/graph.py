@@ -35,7 +35,7 @@ from .errors import (
     GraphThrottled,
     GraphUnreachable,
 )
-from .settings import Settings
+from .settings import Settings, default
 
 logger = logging.getLogger("webhook.graph")
 
@@ -77,10 +77,10 @@ class GraphClient:
         client_secret: str = "",
         certificate_path: str = "",
         certificate_thumbprint: str = "",
-        graph_url: str = "https://graph.microsoft.com/v1.0",
-        authority_url: str = "https://login.microsoftonline.com",
+        graph_url: str = default("GRAPH_URL"),
+        authority_url: str = default("AUTHORITY_URL"),
         ca_bundle: str = "",
-        timeout: float = 10.0,
+        timeout: float = default("GRAPH_TIMEOUT_SECONDS"),
     ) -> None:
         self.app_id, self.graph_url, self.authority_url = app_id, graph_url.rstrip("/"), authority_url.rstrip("/")
         self.timeout = timeout

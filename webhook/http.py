@@ -41,7 +41,8 @@ from .model import CALL_STATES, Claims, canonical_enum
 from .plugins import LoadedPlugin
 from .receiver import Receiver, decode_body
 from .resources import canonical_id
-from .settings import Settings, switch_value
+from .setting_types import switch_value
+from .settings import Settings
 from .store.base import CallStore
 
 logger = logging.getLogger("webhook.http")

@@ -29,6 +29,7 @@ from typing import Any
 
 from . import codec
 from .errors import ConfigError
+from .settings import default
 
 logger = logging.getLogger("webhook.journal")
 
@@ -68,9 +69,9 @@ class Journal:
         self,
         folder: str | os.PathLike[str],
         *,
-        max_bytes: int = 64 * 1024 * 1024,
-        retention_days: int = 14,
-        fsync: bool = False,
+        max_bytes: int = default("JOURNAL_MAX_BYTES"),
+        retention_days: int = default("JOURNAL_RETENTION_DAYS"),
+        fsync: bool = default("JOURNAL_FSYNC"),
         clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         self.folder = Path(folder)

@@ -30,10 +30,11 @@ from typing import Any
 import jwt
 
 from .errors import KeysUnavailable
+from .settings import default
 
 logger = logging.getLogger("webhook.keys")
 
-GRAPH_OPENID_CONFIG_URL = "https://api.aps.skype.com/v1/.well-known/OpenIdConfiguration"
+GRAPH_OPENID_CONFIG_URL: str = default("OPENID_CONFIG_URL")
 _MAX_DOCUMENT_BYTES = 1024 * 1024
 
 
@@ -57,7 +58,12 @@ def _get_json(url: str, timeout: float) -> Any:
     return json.loads(data)
 
 
-def fetch_keys(config_url: str, *, timeout: float = 5.0, clock: Callable[[], float] = time.monotonic) -> KeySnapshot:
+def fetch_keys(
+    config_url: str,
+    *,
+    timeout: float = default("KEY_FETCH_TIMEOUT_SECONDS"),
+    clock: Callable[[], float] = time.monotonic,
+) -> KeySnapshot:
     """Fetch the OpenID configuration, then its JWKS; keep the RSA signing keys that have a ``kid``.
 
     Raises ``OSError`` (unreachable, timeout, HTTP error) or ``ValueError`` (not a usable document).
@@ -93,9 +99,9 @@ class KeyCache:
         self,
         config_url: str = GRAPH_OPENID_CONFIG_URL,
         *,
-        refresh_seconds: float = 7200.0,
-        min_refetch_seconds: float = 60.0,
-        timeout: float = 5.0,
+        refresh_seconds: float = default("JWKS_REFRESH_SECONDS"),
+        min_refetch_seconds: float = default("JWKS_MIN_REFETCH_SECONDS"),
+        timeout: float = default("KEY_FETCH_TIMEOUT_SECONDS"),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config_url = config_url

@@ -35,6 +35,7 @@ from .errors import CallGone, GraphError, GraphNotConfigured, PayloadError, Webh
 from .model import JSON, Call, Claims, Notification
 from .resources import canonical_id, parse_resource
 from .schemas import load_notifications
+from .settings import default
 from .state import Decision, claim_keepalive, reschedule_keepalive
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class Upkeep:
         delivery: Delivery,
         client: GraphClient,
         *,
-        keepalive_seconds: float = 900.0,
+        keepalive_seconds: float = default("KEEPALIVE_SECONDS"),
         resync_stale: bool = True,
     ) -> None:
         self.delivery, self.store, self.client = delivery, delivery.store, client

@@ -5,26 +5,25 @@ from __future__ import annotations
 import logging
 
 from ..errors import ConfigError, StoreUnavailable
+from ..settings import default
 from .base import NO_LEASE, CallStore, Lease
-from .sqlite import HISTORY_LIMIT, SQLiteStore
+from .sqlite import SQLiteStore
 
 __all__ = ["NO_LEASE", "CallStore", "Lease", "SQLiteStore", "open_store"]
 
 logger = logging.getLogger("webhook.store")
 
-WEEK = 7 * 24 * 3600
-
 
 def open_store(
     url: str,
     *,
-    timeout: float = 5.0,
-    retention_seconds: float = WEEK,
-    prefix: str = "comms-webhook",
-    redis_allow_eviction: bool = False,
-    sqlite_synchronous: str = "normal",
-    history_limit: int = HISTORY_LIMIT,
-    redis_cluster: bool = False,
+    timeout: float = default("STORE_TIMEOUT_SECONDS"),
+    retention_seconds: float = default("RETENTION_SECONDS"),
+    prefix: str = default("REDIS_PREFIX"),
+    redis_allow_eviction: bool = default("REDIS_ALLOW_EVICTION"),
+    sqlite_synchronous: str = default("SQLITE_SYNCHRONOUS"),
+    history_limit: int = default("HISTORY_LIMIT"),
+    redis_cluster: bool = default("REDIS_CLUSTER"),
 ) -> CallStore:
     """Open the store a ``STORE_URL`` names.
 

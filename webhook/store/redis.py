@@ -45,7 +45,7 @@ from ..clock import epoch
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import Call, Failure, Notification
 from ..outbox import decode_event, encode_event
-from ..settings import masked_url
+from ..settings import default, masked_url
 from ..state import Decision, Event, Needs, needs_keepalive
 from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
 from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
@@ -138,13 +138,13 @@ class RedisStore(CallStore):
         self,
         url: str,
         *,
-        timeout: float = 2.0,
-        retention_seconds: float = 7 * 24 * 3600,
-        prefix: str = "comms-webhook",
-        allow_eviction: bool = False,
+        timeout: float = default("STORE_TIMEOUT_SECONDS"),
+        retention_seconds: float = default("RETENTION_SECONDS"),
+        prefix: str = default("REDIS_PREFIX"),
+        allow_eviction: bool = default("REDIS_ALLOW_EVICTION"),
         history_limit: int = HISTORY_LIMIT,
         kept_per_call: int = KEPT_PER_CALL,
-        cluster: bool = False,
+        cluster: bool = default("REDIS_CLUSTER"),
     ) -> None:
         self.url = masked_url(url)
         self.cluster = cluster

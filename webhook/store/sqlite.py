@@ -31,6 +31,7 @@ from ..clock import iso
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..model import Call, Failure
 from ..outbox import decode_event, encode_event
+from ..settings import default
 from ..state import Decision, Event, Needs, needs_keepalive
 from .base import CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
 
@@ -40,7 +41,7 @@ _DELETE_EVENTS = "DELETE FROM outbox WHERE id IN ({})"
 
 _SCHEMA_VERSION = 5
 #: Transitions kept per call (the oldest go beyond; ``historyDropped`` counts them): WEBHOOK_HISTORY_LIMIT.
-HISTORY_LIMIT = 10_000
+HISTORY_LIMIT: int = default("HISTORY_LIMIT")
 #: Operations and tones kept per call, the latest.
 KEPT_PER_CALL = 1_000
 _SCHEMA = """
@@ -127,8 +128,8 @@ class SQLiteStore(CallStore):
         self,
         path: str | os.PathLike[str],
         *,
-        timeout: float = 5.0,
-        synchronous: str = "normal",
+        timeout: float = default("STORE_TIMEOUT_SECONDS"),
+        synchronous: str = default("SQLITE_SYNCHRONOUS"),
         history_limit: int = HISTORY_LIMIT,
         kept_per_call: int = KEPT_PER_CALL,
     ) -> None:
