@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from hypothesis import settings
 
 from webhook import create_app
-from webhook.plugins import HANDLERS
+from webhook.handlers import HANDLERS
 from webhook.signals import SIGNALS
 
 from .support import (

@@ -26,7 +26,7 @@ from webhook.simulate import send_all
 from webhook.store import SQLiteStore, open_store
 
 from .conftest import ADMIN_TOKEN
-from .support import ROOT, Gunicorn, app_without_autoload, run_cli
+from .support import ROOT, Gunicorn, app_without_autoload, metric_value, run_cli
 
 
 def test_a_raising_handler_beside_two_good_ones_is_recorded_and_retried_after_a_fix(
@@ -123,13 +123,17 @@ def test_slow_handlers_are_logged_and_counted(store_url: str, caplog: pytest.Log
         time.sleep(0.08)
 
     app = app_without_autoload(store_url, SLOW_HANDLER_SECONDS=0.02)
+    name = f"{__name__}.test_slow_handlers_are_logged_and_counted.<locals>.sluggish"
+    calls, failures, seconds = (
+        metric_value(each, handler=name)
+        for each in ("handler_calls_total", "handler_failures_total", "handler_duration_seconds_sum")
+    )
     with caplog.at_level(logging.WARNING, logger="webhook.delivery"):
         app.test_client().post("/api/calls", json=envelope(incoming_call(new_id())))
-    name = f"{__name__}.test_slow_handlers_are_logged_and_counted.<locals>.sluggish"
     assert f"handler {name} took" in caplog.text
-    stats = app.extensions[EXTENSION].delivery.stats[name]
-    assert (stats.calls, stats.failures) == (1, 0)
-    assert stats.slowest >= 0.08
+    assert metric_value("handler_calls_total", handler=name) - calls == 1
+    assert metric_value("handler_failures_total", handler=name) - failures == 0
+    assert metric_value("handler_duration_seconds_sum", handler=name) - seconds >= 0.08
 
 
 def test_events_nobody_listens_to_skip_the_outbox_and_delivered_ones_leave_it(store_url: str) -> None:
@@ -224,7 +228,7 @@ def test_graceful_shutdown_drains_deferred_handlers(tmp_path: Path) -> None:
 _LEAVE_AN_EVENT = """
 import os, signal, sys, time
 from webhook.builders import envelope, incoming_call
-from webhook.delivery import process_owner
+from webhook.owners import process_owner
 from webhook.schemas import load_notifications
 from webhook.store import open_store
 from webhook.store.base import Lease
@@ -239,8 +243,10 @@ import subprocess, sys, time
 from webhook.delivery import Delivery
 from webhook.clock import utc_now
 from webhook.store import open_store
+from webhook.sweeper import Sweeper
 other = subprocess.Popen(["sleep", "30"])  # a new process that takes the dead worker's pid
-print(other.pid, Delivery(open_store(sys.argv[1]), clock=utc_now, lease_seconds=300).recover(), flush=True)
+delivery = Delivery(open_store(sys.argv[1]), clock=utc_now, lease_seconds=300)
+print(other.pid, Sweeper(delivery).recover(), flush=True)
 other.kill()
 """
 

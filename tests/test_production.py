@@ -180,15 +180,15 @@ def test_a_quiet_call_is_marked_stale_once_and_cleared_by_a_late_notification(
         }
     )
     client = app.test_client()
-    delivery = app.extensions[EXTENSION].delivery
+    sweeper = app.extensions[EXTENSION].sweeper
     quiet, ended, busy = new_id(), new_id(), new_id()
     for call_id in (quiet, ended, busy):
         client.post("/api/calls", json=envelope(incoming_call(call_id)))
     client.post("/api/calls", json=envelope(call_notification(ended, change_type="deleted")))
     time.sleep(0.4)
     client.post("/api/calls", json=envelope(call_notification(busy, "established")))
-    assert len(delivery.mark_stale_calls()) == 1
-    assert delivery.mark_stale_calls() == []  # once
+    assert len(sweeper.mark_stale_calls()) == 1
+    assert sweeper.mark_stale_calls() == []  # once
     assert [kw["call"].id for name, _, kw in recorder.sent if name == "call_stale"] == [quiet]
     doc = client.get(f"/api/calls/{quiet}", headers=ADMIN).get_json()
     assert doc["staleSince"] is not None
@@ -210,7 +210,7 @@ def test_of_many_sweepers_one_marks_each_quiet_call(any_store_settings: dict[str
 
     def sweep(app: Any) -> None:
         start.wait()
-        app.extensions[EXTENSION].delivery.mark_stale_calls()
+        app.extensions[EXTENSION].sweeper.mark_stale_calls()
 
     threads = [threading.Thread(target=sweep, args=(app,)) for app in apps]
     for thread in threads:

@@ -1,6 +1,6 @@
 """Keep-alive and resync against the fake Graph, through real receivers on real ports (JWT verification on).
 
-The sweeps are run by the test (``delivery.sweep()``) rather than by the sweeper thread, so that each step is
+The sweeps are run by the test (``sweeper.sweep()``) rather than by the sweeper thread, so that each step is
 taken when the test says; the test of the whole bot under gunicorn (tests/test_bot.py) lets the sweepers run.
 """
 
@@ -40,7 +40,7 @@ def kept(fake: FakeGraph, tmp_path: Path) -> Iterator[Served]:
 
 
 def sweep(served: Served) -> None:
-    served.app.extensions[EXTENSION].delivery.sweep()
+    served.app.extensions[EXTENSION].sweeper.sweep()
 
 
 def answered(fake: FakeGraph, served: Served) -> str:
@@ -67,7 +67,7 @@ def test_a_call_is_kept_alive_once_per_period_by_many_sweepers_and_no_more_once_
 
     def run(app: Any) -> None:
         while not stop.is_set():
-            app.extensions[EXTENSION].delivery.sweep()
+            app.extensions[EXTENSION].sweeper.sweep()
             time.sleep(0.01)
 
     threads = [threading.Thread(target=run, args=(app,)) for app in sweepers]
@@ -138,11 +138,11 @@ def test_a_keepalive_that_failed_is_tried_again_before_a_whole_period(fake: Fake
 def test_without_credentials_nothing_is_kept_alive(fake: FakeGraph, tmp_path: Path) -> None:
     served = serve_bot(fake, tmp_path, ADMIN_TOKEN, KEEPALIVE_SECONDS=PERIOD)
     try:
-        assert served.app.extensions[EXTENSION].delivery.upkeep is not None
+        assert served.app.extensions[EXTENSION].sweeper.upkeep is not None
     finally:
         served.stop()
     bare = create_app({"AUTH": "disabled", "STORE_URL": f"sqlite:///{tmp_path / 'bare.sqlite3'}"})
-    assert bare.extensions[EXTENSION].delivery.upkeep is None
+    assert bare.extensions[EXTENSION].sweeper.upkeep is None
 
 
 def test_a_stale_call_that_graph_still_has_is_refreshed_from_it(fake: FakeGraph, tmp_path: Path) -> None:

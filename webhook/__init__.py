@@ -42,7 +42,7 @@ _EXPORTS = {
     "create_app": "app",
     "handler_failed": "signals",
     "notification_received": "signals",
-    "on": "plugins",
+    "on": "handlers",
     "open_store": "store",
     "operation_completed": "signals",
     "participants_joined": "signals",
@@ -72,8 +72,8 @@ if TYPE_CHECKING:
         StoreUnavailable as StoreUnavailable,
         WebhookError as WebhookError,
     )
+    from .handlers import on as on
     from .model import Call as Call, Claims as Claims, Notification as Notification, Party as Party
-    from .plugins import on as on
     from .receiver import Receiver as Receiver
     from .signals import (
         call_media_active as call_media_active,

@@ -22,6 +22,7 @@ from .receiver import Receiver
 from .setting_types import PREFIX
 from .settings import Settings, data_dir, environment_settings, unknown_environment_warnings
 from .store import open_store
+from .sweeper import Sweeper
 from .upkeep import Upkeep
 
 logger = logging.getLogger("webhook")
@@ -103,14 +104,13 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
         slow_seconds=settings.slow_handler_seconds,
         deferred_workers=settings.deferred_workers,
         lease_seconds=settings.outbox_lease_seconds,
-        sweep_seconds=settings.outbox_sweep_seconds,
-        stale_after_seconds=settings.stale_after_seconds,
         clock=utc_now,
     )
     graph = GraphClient.from_settings(settings)
     delivery.binder = Binder(graph, settings.callback_url, store)
+    upkeep = None
     if graph.configured:
-        delivery.upkeep = Upkeep(
+        upkeep = Upkeep(
             delivery, graph, keepalive_seconds=settings.keepalive_seconds, resync_stale=settings.resync_stale == "on"
         )
     elif receiving and settings.keepalive_seconds > 0:
@@ -127,12 +127,18 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
             retention_days=settings.journal_retention_days,
             fsync=settings.journal_fsync,
         )
-    app.extensions[http.EXTENSION] = http.WebhookState(
+    state = app.extensions[http.EXTENSION] = http.WebhookState(
         settings=settings,
         store=store,
         receiver=Receiver(store, delivery, max_notifications=settings.max_notifications_per_body),
         verifier=build_verifier(settings),
         delivery=delivery,
+        sweeper=Sweeper(
+            delivery,
+            sweep_seconds=settings.outbox_sweep_seconds,
+            stale_after_seconds=settings.stale_after_seconds,
+            upkeep=upkeep,
+        ),
         plugins=tuple(plugins),
         journal=journal,
         graph=graph,
@@ -145,5 +151,5 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops, x_port=hops)  # type: ignore[method-assign]
     if receiving:
         # After the plugins: events recovered from stopped processes need their handlers connected.
-        delivery.start_sweeper()
+        state.sweeper.start()
     return app

@@ -44,6 +44,7 @@ from .resources import canonical_id
 from .setting_types import switch_value
 from .settings import Settings
 from .store.base import CallStore
+from .sweeper import Sweeper
 
 logger = logging.getLogger("webhook.http")
 access_log = logging.getLogger("webhook.access")
@@ -63,6 +64,7 @@ class WebhookState:
     receiver: Receiver
     verifier: Verifier | None
     delivery: Delivery
+    sweeper: Sweeper
     plugins: tuple[LoadedPlugin, ...]
     journal: Journal | None = None
     #: The calls API, for handlers' ``actions`` and :func:`webhook.actions.actions_for`.

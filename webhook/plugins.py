@@ -1,21 +1,4 @@
-"""Handlers and plugins: how a bot developer's code hears about calls.
-
-Write handlers with the decorators of :data:`on`; each takes the keyword arguments it names::
-
-    from webhook import on
-
-    @on.call_state("established")
-    def greet(call, previous):
-        ...
-
-    @on.operation("playPrompt", deferred=True)   # runs after Graph got its 202
-    def prompt_done(call, succeeded, claims):
-        ...
-
-A handler receives the signal's documented keyword arguments (``call``, ``previous``, ``notification``,
-``changes``...) plus ``claims`` (the verified tenant, issuer and app id), and only those its signature names
-(or all of them, with ``**kwargs``). Handlers are held strongly, run in no guaranteed order, and must be
-idempotent: after a crash a transition is handed to them again.
+"""Plugins: the modules that register a bot's handlers (:mod:`webhook.handlers`), loaded at start-up.
 
 A plugin is a module (or ``module:object``) that registers handlers when imported and may expose
 ``setup(app)``. Plugins come from the ``PLUGINS`` setting (in that order), then from the entry-point group
@@ -25,164 +8,19 @@ be loaded stops start-up: running without a handler silently is worse than not s
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import importlib
 import importlib.metadata
-import inspect
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask
 
 from .errors import ConfigError
-from .signals import (
-    IsolatedSignal,
-    call_media_active,
-    call_stale,
-    call_state_changed,
-    call_updated,
-    handler_failed,
-    notification_received,
-    operation_completed,
-    participants_joined,
-    participants_left,
-    participants_updated,
-    tone_received,
-)
+from .handlers import HANDLERS, Handler, registering_for
 
 ENTRY_POINT_GROUP = "comms_webhook.plugins"
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-_loading_plugin: contextvars.ContextVar[str | None] = contextvars.ContextVar("loading_plugin", default=None)
-
-
-@dataclass(eq=False)
-class Handler:
-    """A user's function connected to a signal, as a Blinker receiver that speaks keyword arguments."""
-
-    func: Callable[..., Any]
-    signal: IsolatedSignal
-    senders: tuple[str, ...] | None
-    deferred: bool
-    plugin: str
-    handler_name: str = ""
-    _names: frozenset[str] | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        self.handler_name = f"{self.func.__module__}.{self.func.__qualname__}"
-        parameters = inspect.signature(self.func).parameters.values()
-        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-            self._names = frozenset(p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
-        self._check_parameters(parameters)
-
-    def _check_parameters(self, parameters: Iterable[inspect.Parameter]) -> None:
-        """Refuse, now, a handler that would fail on every call: it requires an argument the signal never sends."""
-        acting = ("actions",) if "call" in self.signal.arguments else ()
-        offered = ("sender", "claims", *self.signal.arguments, *acting)
-        for parameter in parameters:
-            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-                continue
-            required = parameter.default is inspect.Parameter.empty
-            if parameter.kind is parameter.POSITIONAL_ONLY or (required and parameter.name not in offered):
-                raise TypeError(
-                    f"handler {self.handler_name} takes {parameter.name!r}, which {self.signal.name} never sends; "
-                    f"it sends {', '.join(offered)} (by keyword: take any of them, or **kwargs)"
-                )
-
-    def __call__(self, sender: Any, **kwargs: Any) -> Any:
-        notification = kwargs.get("notification")
-        offered = {"sender": sender, "claims": getattr(notification, "claims", None), **kwargs}
-        if self._names is not None:
-            offered = {name: value for name, value in offered.items() if name in self._names}
-            if "actions" in self._names:  # built only for the handlers that ask
-                from .actions import actions_for_event
-
-                offered["actions"] = actions_for_event(kwargs)
-        return self.func(**offered)
-
-    def describe(self) -> str:
-        filters = f" {', '.join(self.senders)}" if self.senders else ""
-        deferred = " (deferred)" if self.deferred else ""
-        return f"{self.handler_name} on {self.signal.name}{filters}{deferred}"
-
-
-#: Every handler registered through :data:`on`, in registration order.
-HANDLERS: list[Handler] = []
-
-
-def register(func: F, signal: IsolatedSignal, senders: Iterable[str] = (), *, deferred: bool = False) -> F:
-    """Connect ``func`` to ``signal`` (for each of ``senders``, or any sender) and return it unchanged."""
-    wanted = tuple(senders) or None
-    handler = Handler(func, signal, wanted, deferred, _loading_plugin.get() or func.__module__)
-    for sender in wanted or (None,):
-        if sender is None:
-            signal.connect(handler)
-        else:
-            signal.connect(handler, sender=sender)
-    HANDLERS.append(handler)
-    return func
-
-
-class On:
-    """The decorators. Each may be used bare (``@on.participants``) or called (``@on.participants()``)."""
-
-    def _decorate(self, signal: IsolatedSignal, args: tuple[Any, ...], deferred: bool) -> Any:
-        if len(args) == 1 and callable(args[0]):
-            return register(args[0], signal, deferred=deferred)
-        senders = tuple(str(arg) for arg in args)
-
-        def decorator(func: F) -> F:
-            return register(func, signal, senders, deferred=deferred)
-
-        return decorator
-
-    def call_state(self, *states: Any, deferred: bool = False) -> Any:
-        """A transition into one of ``states`` (any state when none is given)."""
-        return self._decorate(call_state_changed, states, deferred)
-
-    def call_updated(self, *args: Any, deferred: bool = False) -> Any:
-        """Same state, new data: handler gets ``call``, ``changes``."""
-        return self._decorate(call_updated, args, deferred)
-
-    def media_active(self, *args: Any, deferred: bool = False) -> Any:
-        """Once per call, when it is established with audio active: time to play a prompt."""
-        return self._decorate(call_media_active, args, deferred)
-
-    def participants(self, *args: Any, deferred: bool = False) -> Any:
-        """Every roster change: ``participants`` is the new roster."""
-        return self._decorate(participants_updated, args, deferred)
-
-    def joined(self, *args: Any, deferred: bool = False) -> Any:
-        return self._decorate(participants_joined, args, deferred)
-
-    def left(self, *args: Any, deferred: bool = False) -> Any:
-        return self._decorate(participants_left, args, deferred)
-
-    def operation(self, *types: Any, deferred: bool = False) -> Any:
-        """An operation result of one of ``types`` (``"playPrompt"``, ``"record"``...; any when none)."""
-        return self._decorate(operation_completed, types, deferred)
-
-    def tone(self, *tones: Any, deferred: bool = False) -> Any:
-        """A DTMF tone (``"tone1"``...; any when none)."""
-        return self._decorate(tone_received, tones, deferred)
-
-    def notification(self, *kinds: Any, deferred: bool = False) -> Any:
-        """Every valid notification, before it changes any state (``"call"``, ``"participants"``...)."""
-        return self._decorate(notification_received, kinds, deferred)
-
-    def stale(self, *args: Any, deferred: bool = False) -> Any:
-        """An active call went quiet for STALE_AFTER_SECONDS: ``call``, ``last_seen``."""
-        return self._decorate(call_stale, args, deferred)
-
-    def failure(self, *signal_names: Any) -> Any:
-        """Another handler raised: ``handler``, ``exception``, ``call``..."""
-        return self._decorate(handler_failed, signal_names, False)
-
-
-on = On()
 
 
 @dataclass(frozen=True)
@@ -218,13 +56,11 @@ def _distribution_of(module_name: str) -> tuple[str | None, str | None]:
 
 def _load_one(app: Flask, name: str, spec: str, source: str, loader: Callable[[], Any]) -> LoadedPlugin:
     before = len(HANDLERS)
-    token = _loading_plugin.set(name)
     try:
-        target = loader()
+        with registering_for(name):
+            target = loader()
     except Exception as exc:
         raise ConfigError(f"plugin {name!r} ({source}) could not be loaded: {type(exc).__name__}: {exc}") from exc
-    finally:
-        _loading_plugin.reset(token)
     setup = getattr(target, "setup", None)
     if callable(setup):
         try:

@@ -38,8 +38,8 @@ from flask.testing import FlaskClient
 from . import builders, simulate
 from .app import create_app
 from .fakegraph import FakeGraph, free_local_port
+from .handlers import HANDLERS, on
 from .model import Call
-from .plugins import HANDLERS, on
 from .replay import Item, collect
 from .testing import LocalGraphKeys
 

@@ -19,6 +19,7 @@ from .delivery import Delivery
 from .errors import PayloadError
 from .model import Claims, Notification
 from .schemas import load_notifications
+from .settings import default
 from .state import Decision, Event
 from .store.base import CallStore
 
@@ -28,7 +29,7 @@ transitions_log = logging.getLogger("webhook.transitions")
 #: exhausting the recursion limit anywhere downstream.
 MAX_JSON_DEPTH = 64
 #: The most notifications one body may carry (WEBHOOK_MAX_NOTIFICATIONS_PER_BODY).
-MAX_NOTIFICATIONS_PER_BODY = 200
+MAX_NOTIFICATIONS_PER_BODY: int = default("MAX_NOTIFICATIONS_PER_BODY")
 
 
 def _refuse_constant(name: str) -> Any:
@@ -88,7 +89,7 @@ class Receiver:
         self.store = store
         self.clock = clock
         self.max_notifications = max_notifications
-        self.delivery = delivery if delivery is not None else Delivery(store, clock=clock, sweep_seconds=0)
+        self.delivery = delivery if delivery is not None else Delivery(store, clock=clock)
 
     def receive(self, body: Any, claims: Claims | None = None, context: dict[str, str] | None = None) -> list[Decision]:
         """Process one decoded body; return one committed decision per notification, in order.

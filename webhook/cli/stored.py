@@ -103,6 +103,7 @@ def failures(include_resolved: bool, as_json: bool, retry_ids: tuple[int, ...], 
 
 def _retry(state: WebhookState, wanted: list[int]) -> int:
     from ..errors import HandlerNotLoaded
+    from ..retry import retry_failure
 
     code = 0
     for failure_id in wanted:
@@ -115,7 +116,7 @@ def _retry(state: WebhookState, wanted: list[int]) -> int:
             click.echo(f"#{failure_id} {failure.handler}: already {failure.status} (attempts {failure.attempts})")
             continue
         try:
-            error = state.delivery.retry(failure)
+            error = retry_failure(state.delivery, failure)
         except HandlerNotLoaded as exc:
             click.echo(f"#{failure_id}: not retried: {exc.message}", err=True)
             code = 1

@@ -16,7 +16,7 @@ def resync(call_ids: tuple[str, ...], tenant_id: str | None) -> int:
     from .stored import app_state
 
     state = app_state()
-    upkeep = state.delivery.upkeep
+    upkeep = state.sweeper.upkeep
     if upkeep is None:
         raise GraphNotConfigured(
             "resync asks Graph: set WEBHOOK_APP_ID and WEBHOOK_CLIENT_SECRET (or WEBHOOK_CLIENT_CERTIFICATE_PATH "
