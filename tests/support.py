@@ -19,9 +19,10 @@ from typing import Any
 import prometheus_client
 from werkzeug.serving import make_server
 
+from webhook.events import Event
 from webhook.model import Call
 from webhook.schemas import load_notifications
-from webhook.state import Event, decide
+from webhook.state import decide
 
 ROOT = Path(__file__).resolve().parent.parent
 #: gunicorn's settings as shipped: what the Procfile, the Dockerfile and the systemd unit run.

@@ -16,7 +16,7 @@ _EXPORTS = {
     "Claims": "model",
     "ConfigError": "errors",
     "Decision": "state",
-    "Event": "state",
+    "Event": "events",
     "Forbidden": "errors",
     "GraphError": "errors",
     "GraphForbidden": "errors",
@@ -72,6 +72,7 @@ if TYPE_CHECKING:
         StoreUnavailable as StoreUnavailable,
         WebhookError as WebhookError,
     )
+    from .events import Event as Event
     from .handlers import on as on
     from .model import Call as Call, Claims as Claims, Notification as Notification, Party as Party
     from .receiver import Receiver as Receiver
@@ -88,7 +89,7 @@ if TYPE_CHECKING:
         participants_updated as participants_updated,
         tone_received as tone_received,
     )
-    from .state import Decision as Decision, Event as Event
+    from .state import Decision as Decision
     from .store import CallStore as CallStore, SQLiteStore as SQLiteStore, open_store as open_store
 
 __all__ = sorted(_EXPORTS)

@@ -28,11 +28,10 @@ from typing import Any
 from . import metrics
 from .actions import Binder, binding
 from .errors import WebhookError
-from .outbox import encode_event
+from .events import Event
 from .owners import process_owner
 from .settings import default
 from .signals import SIGNALS, IsolatedSignal, receiver_name
-from .state import Event
 from .store.base import CallStore, Lease
 
 logger = logging.getLogger("webhook.delivery")
@@ -153,7 +152,7 @@ class Delivery:
             call = event.kwargs.get("call")
             try:
                 self.store.record_failure(
-                    getattr(call, "id", None), name, signal.name, encode_event(event), trace, self.clock()
+                    getattr(call, "id", None), name, signal.name, event.encode(), trace, self.clock()
                 )
             except WebhookError as exc:
                 logger.error("could not record the failure of %s: %s", name, exc.message)

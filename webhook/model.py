@@ -10,8 +10,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import codec
 from .codes import explain
-from .resources import ResourceRef
+from .resources import ResourceRef, parse_resource
 
 JSON = dict[str, Any]
 
@@ -85,6 +86,45 @@ class Notification:
 
     def with_claims(self, claims: Claims) -> Notification:
         return replace(self, claims=claims)
+
+    def to_document(self) -> JSON:
+        """The notification as JSON (what the outbox keeps); :meth:`from_document` reads it back. A roster's
+        data that is its raw ``resourceData`` entry for entry is kept once, as the raw body."""
+        return {
+            "changeType": self.change_type,
+            "path": self.resource.path,
+            "data": _RAW if self._data_is_raw() else self.data,
+            "raw": self.raw,
+            "claims": self.claims.to_dict(),
+            "origin": self.origin,
+        }
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> Notification:
+        data = doc["data"]
+        return cls(
+            change_type=doc["changeType"],
+            resource=parse_resource(doc["path"]),
+            data=list(doc["raw"].get("resourceData") or []) if data == _RAW else data,
+            raw=doc["raw"],
+            claims=Claims(**doc["claims"]),
+            origin=doc.get("origin", "graph"),
+        )
+
+    def _data_is_raw(self) -> bool:
+        """True when the data is the raw roster, the very entries (a roster as Graph sends it is not rewritten
+        by validation: see :func:`webhook.schemas.plain_roster`)."""
+        data, raw = self.data, self.raw.get("resourceData")
+        return (
+            isinstance(data, list)
+            and isinstance(raw, list)
+            and len(data) == len(raw)
+            and all(entry is sent for entry, sent in zip(data, raw, strict=True))
+        )
+
+
+#: Stands for a roster notification's data when it is its raw ``resourceData`` entry for entry.
+_RAW = {"__raw_resource_data__": True}
 
 
 @dataclass(frozen=True)
@@ -353,7 +393,7 @@ class Failure:
     call_id: str | None
     handler: str
     signal: str
-    event: str  # the event as encoded by webhook.outbox
+    event: str  # the event, as Event.encode() wrote it
     error: str  # the traceback of the last attempt
     attempts: int
     status: str  # "pending" or "resolved"
@@ -372,3 +412,23 @@ class Failure:
             "firstAt": self.first_at,
             "lastAt": self.last_at,
         }
+
+    def to_json(self) -> str:
+        """The whole failure, its event included, as JSON text; :meth:`from_json` reads it back."""
+        return codec.dumps({**self.to_dict(), "event": self.event})
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Failure:
+        doc = codec.loads(text)
+        return cls(
+            id=doc["id"],
+            call_id=doc["callId"],
+            handler=doc["handler"],
+            signal=doc["signal"],
+            event=doc["event"],
+            error=doc["error"],
+            attempts=doc["attempts"],
+            status=doc["status"],
+            first_at=doc["firstAt"],
+            last_at=doc["lastAt"],
+        )

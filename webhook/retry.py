@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .errors import HandlerNotLoaded
+from .events import Event
 from .model import Failure
-from .outbox import decode_event
 from .signals import SIGNALS, receiver_name
 
 if TYPE_CHECKING:
@@ -22,7 +22,7 @@ def retry_failure(delivery: Delivery, failure: Failure) -> str:
     that handler.
     """
     store = delivery.store
-    event = decode_event(failure.event, collections=store.read_collection)
+    event = Event.decode(failure.event, collections=store.read_collection)
     signal = SIGNALS[failure.signal]
     receiver = next((r for r in signal.receivers_for(event.sender) if receiver_name(r) == failure.handler), None)
     if receiver is None:

@@ -26,11 +26,12 @@ Rules, from what Graph really sends (``GRAPH-NOTES.md``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import roster as rosters
 from .codes import as_int
+from .events import Event
 from .model import CALL_STATES, JSON, Call, Notification, canonical_enum
 
 Outcome = Literal["applied", "updated", "duplicate", "stale", "ignored"]
@@ -62,19 +63,6 @@ def is_backwards(current: str | None, target: str, data: JSON) -> bool:
         return False
     # A failed transfer returns to the call, saying so in resultInfo; nothing else comes back from a transfer.
     return not (current == "transferring" and rank(target) == _IN_CALL and _result_failed(data))
-
-
-@dataclass(frozen=True)
-class Event:
-    """A signal to send once the decision is committed: ``signals.<name>.send(sender, **kwargs)``.
-
-    ``id`` is the event's outbox row once a store committed it (None for events nobody needs to receive).
-    """
-
-    name: str
-    sender: Any
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    id: int | None = None
 
 
 @dataclass(frozen=True)

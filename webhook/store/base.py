@@ -23,8 +23,9 @@ from typing import Any
 from .. import codec
 from ..clock import iso
 from ..errors import StoreError
+from ..events import Event
 from ..model import JSON, Call, Failure, Notification, StoredCall
-from ..state import Decision, Event, Needs, decide, mark_stale, needs_of
+from ..state import Decision, Needs, decide, mark_stale, needs_of
 
 logger = logging.getLogger("webhook.store")
 

@@ -43,10 +43,10 @@ from redis.exceptions import RedisClusterException, RedisError, WatchError
 from .. import codec
 from ..clock import epoch
 from ..errors import ConfigError, StoreError, StoreUnavailable
+from ..events import Event
 from ..model import Call, Failure, Notification
-from ..outbox import decode_event, encode_event
 from ..settings import default, masked_url
-from ..state import Decision, Event, Needs, needs_keepalive
+from ..state import Decision, Needs, needs_keepalive
 from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
 from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
 
@@ -336,9 +336,7 @@ class RedisStore(CallStore):
             self.key("outbox", "lease"),
         )
         for event in wanted:  # last: their ids end the list of replies
-            pipe.execute_command(
-                "EVAL", _ADD_EVENT, len(outbox), *outbox, encode_event(event), lease.owner, lease.until
-            )
+            pipe.execute_command("EVAL", _ADD_EVENT, len(outbox), *outbox, event.encode(), lease.owner, lease.until)
         replies = pipe.execute()
         ids = [int(reply) for reply in replies[len(replies) - len(wanted) :]]
         numbers = iter(ids)
@@ -503,7 +501,7 @@ class RedisStore(CallStore):
                 keys = [self.key("outbox", "owner"), self.key("outbox", "lease"), self.key("outbox")]
                 text = self._claim(keys=keys, args=[event_id, row_owner, owner, lease_until])
                 if text:
-                    claimed.append(decode_event(text, int(event_id), collections=self.read_collection))
+                    claimed.append(Event.decode(text, int(event_id), collections=self.read_collection))
         return claimed
 
     def _count_events(self) -> int:
@@ -517,7 +515,7 @@ class RedisStore(CallStore):
             failure_id = int(self.client.incr(self.key("failures", "seq")))
             failure = Failure(failure_id, call_id, handler, signal, event, error, 1, "pending", now, now)
             with self.client.pipeline(transaction=True) as pipe:
-                pipe.hset(self.key("failures"), str(failure_id), _failure_json(failure))
+                pipe.hset(self.key("failures"), str(failure_id), failure.to_json())
                 pipe.zadd(self.key("failures", "pending"), {str(failure_id): failure_id})
                 pipe.zadd(self.key("failures", "all"), {str(failure_id): failure_id})
                 pipe.execute()
@@ -528,12 +526,12 @@ class RedisStore(CallStore):
         with self._errors():
             ids = self.client.zrange(index, 0, limit - 1)
             docs = self.client.hmget(self.key("failures"), ids) if ids else []
-        return [_failure_from_json(doc) for doc in docs if doc is not None]
+        return [Failure.from_json(doc) for doc in docs if doc is not None]
 
     def failure(self, failure_id: int) -> Failure | None:
         with self._errors():
             doc = self.client.hget(self.key("failures"), str(failure_id))
-        return _failure_from_json(doc) if doc else None
+        return Failure.from_json(doc) if doc else None
 
     def update_failure(self, failure_id: int, *, resolved: bool, error: str | None, now: str) -> None:
         key = self.key("failures")
@@ -545,7 +543,7 @@ class RedisStore(CallStore):
                         doc = pipe.hget(key, str(failure_id))
                         if doc is None:
                             return
-                        failure = _failure_from_json(doc)
+                        failure = Failure.from_json(doc)
                         failure = replace(
                             failure,
                             attempts=failure.attempts + 1,
@@ -554,7 +552,7 @@ class RedisStore(CallStore):
                             last_at=now,
                         )
                         pipe.multi()
-                        pipe.hset(key, str(failure_id), _failure_json(failure))
+                        pipe.hset(key, str(failure_id), failure.to_json())
                         if resolved:
                             pipe.zrem(self.key("failures", "pending"), str(failure_id))
                         pipe.execute()
@@ -571,23 +569,3 @@ class RedisStore(CallStore):
     def close(self) -> None:
         self.flush_completed()
         self.client.close()
-
-
-def _failure_json(failure: Failure) -> str:
-    return codec.dumps({**failure.to_dict(), "event": failure.event})
-
-
-def _failure_from_json(raw: str) -> Failure:
-    doc = codec.loads(raw)
-    return Failure(
-        id=doc["id"],
-        call_id=doc["callId"],
-        handler=doc["handler"],
-        signal=doc["signal"],
-        event=doc["event"],
-        error=doc["error"],
-        attempts=doc["attempts"],
-        status=doc["status"],
-        first_at=doc["firstAt"],
-        last_at=doc["lastAt"],
-    )

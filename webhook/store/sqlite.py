@@ -29,10 +29,10 @@ from typing import Any
 from .. import codec
 from ..clock import iso
 from ..errors import ConfigError, StoreError, StoreUnavailable
+from ..events import Event
 from ..model import Call, Failure
-from ..outbox import decode_event, encode_event
 from ..settings import default
-from ..state import Decision, Event, Needs, needs_keepalive
+from ..state import Decision, Needs, needs_keepalive
 from .base import CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
 
 logger = logging.getLogger("webhook.store")
@@ -363,7 +363,7 @@ class SQLiteStore(CallStore):
             if lease.needs_delivery(event):
                 cursor = conn.execute(
                     "INSERT INTO outbox (call_id, event, owner, lease_until, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (call_id, encode_event(event), lease.owner, lease.until, now),
+                    (call_id, event.encode(), lease.owner, lease.until, now),
                 )
                 event = replace(event, id=cursor.lastrowid)
             events.append(event)
@@ -485,7 +485,7 @@ class SQLiteStore(CallStore):
                     )
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
-        return [decode_event(text, row_id, collections=self.read_collection) for row_id, text in claimed]
+        return [Event.decode(text, row_id, collections=self.read_collection) for row_id, text in claimed]
 
     def _count_events(self) -> int:
         ((count,),) = self._read("SELECT COUNT(*) FROM outbox")

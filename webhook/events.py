@@ -1,0 +1,82 @@
+"""Events: what a committed decision tells the handlers, and how an event is kept in the outbox and in failure
+records (plain JSON, decoded back into an :class:`Event`).
+
+An event's keyword arguments are JSON already, except ``call`` (a :class:`~webhook.model.Call`) and
+``notification`` (a :class:`~webhook.model.Notification`, kept as its own document). A call is kept as its own
+record only (:meth:`~webhook.model.Call.core_dict`): its history, roster, operations and tones are read from the
+store when the decoded event's handlers use them, so that an event costs the same on a call of ten transitions
+as on one of ten thousand. (Rows written by earlier releases carry the whole call, and still decode.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import codec
+from .model import COLLECTIONS, Call, Loader, Notification, StoredCall
+
+#: Reads one collection of a stored call: ``(call_id, name, history_total)``, the history up to that many
+#: transitions (a store's :meth:`~webhook.store.CallStore.read_collection`).
+CollectionReader = Callable[[str, str, int], object]
+
+
+@dataclass(frozen=True)
+class Event:
+    """A signal to send once the decision is committed: ``signals.<name>.send(sender, **kwargs)``.
+
+    ``id`` is the event's outbox row once a store committed it (None for events nobody needs to receive).
+    """
+
+    name: str
+    sender: Any
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+    def encode(self) -> str:
+        """The event as JSON text (its ``id`` is the row's, not part of the text)."""
+        kwargs: dict[str, Any] = {}
+        call = self.kwargs.get("call")
+        roster = call.participants if isinstance(call, Call) and not isinstance(call, StoredCall) else None
+        for key, value in self.kwargs.items():
+            if value is roster and roster is not None:
+                kwargs[key] = {"__roster_ref__": True}  # the call's own roster: read back with it, not written twice
+            elif isinstance(value, Call):
+                kwargs[key] = {"__call_ref__": value.core_dict()}
+            elif isinstance(value, Notification):
+                kwargs[key] = {"__notification__": value.to_document()}
+            else:
+                kwargs[key] = value
+        return codec.dumps({"name": self.name, "sender": self.sender, "kwargs": kwargs})
+
+    @classmethod
+    def decode(cls, text: str, event_id: int | None = None, *, collections: CollectionReader | None = None) -> Event:
+        """The event ``text`` encodes; its call's collections read through ``collections`` when used (without
+        it, they are empty)."""
+        doc = codec.loads(text)
+        kwargs: dict[str, Any] = {}
+        for key, value in doc["kwargs"].items():
+            if isinstance(value, dict) and "__roster_ref__" in value:
+                continue  # the call's roster: set below, once the call is decoded
+            if isinstance(value, dict) and "__call_ref__" in value:
+                core = Call.from_dict(value["__call_ref__"])
+                kwargs[key] = StoredCall.of(core, _loader(core, collections))
+            elif isinstance(value, dict) and "__call__" in value:
+                kwargs[key] = Call.from_dict(value["__call__"])
+            elif isinstance(value, dict) and "__notification__" in value:
+                kwargs[key] = Notification.from_document(value["__notification__"])
+            else:
+                kwargs[key] = value
+        for key, value in doc["kwargs"].items():
+            if isinstance(value, dict) and "__roster_ref__" in value and isinstance(kwargs.get("call"), Call):
+                kwargs[key] = kwargs["call"].participants
+        return cls(doc["name"], doc["sender"], kwargs, id=event_id)
+
+
+def _loader(call: Call, collections: CollectionReader | None) -> Loader:
+    if collections is None:
+        empty: dict[str, Any] = {name: {} if name == "operations" else [] for name in COLLECTIONS}
+        return lambda name: empty[name]
+    call_id, upto = call.id, call.history_total
+    return lambda name: collections(call_id, name, upto)
