@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support import SHIPPED_GUNICORN, Gunicorn, free_port  # noqa: E402
 from webhook.fakegraph import FakeGraph  # noqa: E402
-from webhook.simulate import delivery, make_calls, send_all  # noqa: E402
+from webhook.scenarios import make_calls  # noqa: E402
+from webhook.simulate import delivery, send_all  # noqa: E402
 
 
 def percentile(values: list[float], fraction: float) -> float:

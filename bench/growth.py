@@ -167,6 +167,10 @@ def main() -> None:
             server.stop()
         else:
             forget_redis(args.redis, "growth-")
+    print_report(report)
+
+
+def print_report(report: dict[str, Any]) -> None:
     for engine, tables in report.items():
         print(f"\n{engine}")
         for name, found in tables.items():

@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from tests.support import SHIPPED_GUNICORN, Gunicorn, RedisServer, redis_answers  # noqa: E402
-from webhook.simulate import delivery, make_calls, send_all  # noqa: E402
+from webhook.scenarios import make_calls  # noqa: E402
+from webhook.simulate import delivery, send_all  # noqa: E402
 from webhook.testing import LocalGraphKeys  # noqa: E402
 
 APP_ID = "bench-bot"

@@ -137,6 +137,60 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
+def build_image(
+    steps: list[tuple[str, str]], machine: Path, paths: dict[str, Path]
+) -> tuple[dict[str, str], Path, list[str]]:
+    """Carry out the Dockerfile's steps on this machine, its paths moved under ``paths``: the environment,
+    working directory and command the image would run with."""
+    env: dict[str, str] = {}
+    workdir = paths["/app"]
+    command: list[str] = []
+    for kind, rest in steps:
+        if kind == "ENV":
+            for pair in shlex.split(rest):
+                key, _, value = pair.partition("=")
+                env[key] = on_disk(value, paths)
+        elif kind == "WORKDIR":
+            workdir = Path(on_disk(rest, paths))
+            workdir.mkdir(parents=True, exist_ok=True)
+        elif kind == "COPY":
+            *sources, target = rest.split()
+            for source in sources:
+                copy_into(machine / "src" / source, workdir, target)
+        elif kind == "RUN":
+            run_step(rest, paths)
+        elif kind == "USER":
+            assert rest == str(USER)
+        elif kind == "CMD":
+            command = json.loads(rest)
+    return env, workdir, command
+
+
+def on_disk(value: str, paths: dict[str, Path]) -> str:
+    """A path inside the image, as this machine holds it."""
+    for inside, outside in paths.items():
+        value = value.replace(inside, str(outside))
+    return value
+
+
+def run_step(command: str, paths: dict[str, Path]) -> None:
+    """The image's one ``RUN``: the install is this machine's venv; the folders it makes, made here."""
+    assert command.startswith("pip install . && "), command  # installed in the machine's venv, from these files
+    assert "mkdir -p /data && chown 10001:10001 /data" in command
+    writable_by_user(paths["/data"])
+    writable_by_user(paths["/home/webhook"])
+
+
+def copy_into(origin: Path, workdir: Path, target: str) -> None:
+    """``COPY origin target``, relative to ``workdir``."""
+    destination = workdir / target / origin.name if target.endswith("/") else workdir / target
+    if origin.is_dir():
+        shutil.copytree(origin, destination, dirs_exist_ok=True)
+    else:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(origin, destination)
+
+
 def test_the_docker_image_runs_as_its_user_with_only_the_data_volume_writable(machine: Path) -> None:
     steps = instructions(ROOT / "deploy" / "Dockerfile")
     kinds = {kind for kind, _ in steps}
@@ -145,41 +199,7 @@ def test_the_docker_image_runs_as_its_user_with_only_the_data_volume_writable(ma
     shutil.rmtree(image, ignore_errors=True)
     paths = {"/app": image / "app", "/data": image / "data", "/home/webhook": image / "home"}
 
-    def on_disk(value: str) -> str:
-        for inside, outside in paths.items():
-            value = value.replace(inside, str(outside))
-        return value
-
-    env: dict[str, str] = {}
-    workdir = paths["/app"]
-    command: list[str] = []
-    for kind, rest in steps:
-        if kind == "ENV":
-            for pair in shlex.split(rest):
-                key, _, value = pair.partition("=")
-                env[key] = on_disk(value)
-        elif kind == "WORKDIR":
-            workdir = Path(on_disk(rest))
-            workdir.mkdir(parents=True, exist_ok=True)
-        elif kind == "COPY":
-            *sources, target = rest.split()
-            for source in sources:
-                origin = machine / "src" / source
-                destination = workdir / target / origin.name if target.endswith("/") else workdir / target
-                if origin.is_dir():
-                    shutil.copytree(origin, destination, dirs_exist_ok=True)
-                else:
-                    destination.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(origin, destination)
-        elif kind == "RUN":
-            assert rest.startswith("pip install . && "), rest  # installed in the machine's venv, from these files
-            assert "mkdir -p /data && chown 10001:10001 /data" in rest
-            writable_by_user(paths["/data"])
-            writable_by_user(paths["/home/webhook"])
-        elif kind == "USER":
-            assert rest == str(USER)
-        elif kind == "CMD":
-            command = json.loads(rest)
+    env, workdir, command = build_image(steps, machine, paths)
     assert env["WEBHOOK_DATA_DIR"] == str(paths["/data"])
     read_only(paths["/app"])
     port = free_port()
@@ -217,33 +237,30 @@ def test_the_systemd_unit_runs_with_only_its_state_directory_writable(machine: P
     shutil.rmtree(host, ignore_errors=True)
     paths = {str(opt): host / "opt", str(state): host / "state", str(etc.parent): host / "etc"}
 
-    def on_disk(value: str) -> str:
-        for inside, outside in paths.items():
-            value = value.replace(inside, str(outside))
-        return value
-
     shutil.copytree(machine / "src", paths[str(opt)])  # the checkout the unit's comments describe
     (paths[str(opt)] / ".venv").symlink_to(machine / "venv")
     writable_by_user(paths[str(state)])
     port = free_port()
     paths[str(etc.parent)].mkdir(parents=True)
     with LocalGraphKeys() as keys:
-        Path(on_disk(str(etc))).write_text(f"WEBHOOK_APP_ID=image-bot\nWEBHOOK_OPENID_CONFIG_URL={keys.config_url}\n")
+        Path(on_disk(str(etc), paths)).write_text(
+            f"WEBHOOK_APP_ID=image-bot\nWEBHOOK_OPENID_CONFIG_URL={keys.config_url}\n"
+        )
         read_only(paths[str(opt)])
         env = {"PATH": os.environ["PATH"], "HOME": str(host)}
-        for line in Path(on_disk(str(etc))).read_text().splitlines():
+        for line in Path(on_disk(str(etc), paths)).read_text().splitlines():
             key, _, value = line.partition("=")
             env[key] = value
         for assignments in unit["Environment"]:
             for pair in shlex.split(assignments):
                 key, _, value = pair.partition("=")
-                env[key] = on_disk(value)
-        command = [on_disk(arg) for arg in shlex.split(unit["ExecStart"][0])]
+                env[key] = on_disk(value, paths)
+        command = [on_disk(arg, paths) for arg in shlex.split(unit["ExecStart"][0])]
         command[command.index("--bind") + 1] = f"127.0.0.1:{port}"  # the unit's 8000 may be taken here
         log = machine / "systemd.log"
         with log.open("wb") as out:
             process = subprocess.Popen(
-                command, cwd=on_disk(str(opt)), env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=as_user
+                command, cwd=on_disk(str(opt), paths), env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=as_user
             )
             try:
                 check_serves(port, process, keys, log)

@@ -19,7 +19,7 @@ REPLAY = textwrap.dedent(
     """
     import json, sys
     from webhook import create_app
-    from webhook.simulate import answered_and_hung_up, outgoing
+    from webhook.scenarios import answered_and_hung_up, outgoing
 
     app = create_app({"AUTH": "disabled", "STORE_URL": sys.argv[1], "CALL_SUMMARY_PATH": sys.argv[2]})
     client = app.test_client()

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from webhook.builders import call_notification, envelope, incoming_call, new_id, participant, roster_notification
-from webhook.simulate import delivery, make_calls, send_all
+from webhook.scenarios import make_calls
+from webhook.simulate import delivery, send_all
 
 from .conftest import ADMIN_TOKEN
 from .support import SHIPPED_GUNICORN, Gunicorn, history_states, is_subsequence

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import sys
 from datetime import datetime, timezone
 
+import pytest
 from hypothesis import given, strategies as st
 
-from webhook.logs import JsonFormatter
+from webhook.logs import JsonFormatter, configure
 
 
 def _record(created: float, **fields: object) -> logging.LogRecord:
@@ -38,3 +41,16 @@ def test_a_line_carries_the_record_and_its_fields_writing_what_json_cannot_hold_
         "odd": str(odd),
         "lone": "\ud800",
     }
+
+
+def test_lines_go_to_the_stderr_of_the_moment_not_to_the_one_of_configuration(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configure("info", "json")
+    first, second = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    logging.getLogger("webhook.test").warning("one")
+    first.close()  # as pytest closes a test's captured stderr
+    monkeypatch.setattr(sys, "stderr", second)
+    logging.getLogger("webhook.test").warning("two")
+    assert json.loads(second.getvalue())["message"] == "two"

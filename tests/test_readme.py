@@ -173,7 +173,7 @@ def test_the_journal_and_replay_block_runs_as_printed(tmp_path: Path) -> None:
     ((_, _, code),) = [block for block in marked_blocks() if block[0].startswith("shell")]
     # What the block's comment assumes: the receiver ran here and journaled a few calls in ./instance.
     from webhook import create_app
-    from webhook.simulate import SCENARIOS
+    from webhook.scenarios import SCENARIOS
 
     data = tmp_path / "instance"  # the default data folder, here (conftest points journals elsewhere)
     app = create_app({"AUTH": "disabled", "DATA_DIR": str(data), "JOURNAL_DIR": str(data / "journal")})

@@ -12,10 +12,11 @@ from webhook import create_app
 from webhook.builders import envelope, incoming_call, new_id
 from webhook.cli import main
 from webhook.http import EXTENSION
-from webhook.replay import AppTarget, Item, collect, only_call, replay
-from webhook.simulate import SCENARIOS
+from webhook.replay import Item, collect, only_call, replay
+from webhook.scenarios import SCENARIOS
 from webhook.store import open_store
 from webhook.testing import LocalGraphKeys
+from webhook.transport import AppTarget
 
 from .support import Gunicorn, free_port
 

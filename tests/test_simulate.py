@@ -12,7 +12,8 @@ import pytest
 
 from webhook.builders import envelope, incoming_call, new_id
 from webhook.cli import main
-from webhook.simulate import SCENARIOS, make_calls, plan, send_all
+from webhook.scenarios import SCENARIOS, make_calls
+from webhook.simulate import plan, send_all
 from webhook.testing import LocalGraphKeys
 
 from .conftest import ADMIN_TOKEN

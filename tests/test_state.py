@@ -21,8 +21,8 @@ from webhook.builders import (
     tone_notification,
 )
 from webhook.model import CALL_STATES, Call, Claims
+from webhook.scenarios import SCENARIOS
 from webhook.schemas import load_notifications
-from webhook.simulate import SCENARIOS
 from webhook.state import claim_keepalive, decide, needs_keepalive, operation_type, rank, reschedule_keepalive
 
 from .support import history_states, is_subsequence, replay_pure

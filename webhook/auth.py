@@ -61,6 +61,19 @@ def refuse(reason: str, detail: str = "") -> AuthError:
     return AuthError(message, code="invalid_token", details={"reason": reason})
 
 
+def _bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header value."""
+    if authorization is None:
+        raise refuse("missing_token")
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise refuse("wrong_scheme")
+    token = token.strip()
+    if not token:
+        raise refuse("empty_token")
+    return token
+
+
 class Verifier:
     """Verifies bearer tokens against Graph's keys; thread-safe; one per app."""
 
@@ -95,17 +108,18 @@ class Verifier:
             raise
 
     def _verify(self, authorization: str | None) -> Claims:
-        if authorization is None:
-            raise refuse("missing_token")
-        scheme, _, token = authorization.strip().partition(" ")
-        if scheme.lower() != "bearer":
-            raise refuse("wrong_scheme")
-        token = token.strip()
-        if not token:
-            raise refuse("empty_token")
+        token = _bearer_token(authorization)
         cached = self._cached(token)
         if cached is not None:
             return cached
+        kid, key = self._signing_key(token)
+        claims = self._decode(token, key)
+        verified = self._sender(claims)
+        self._remember(token, kid, claims, verified)
+        return verified
+
+    def _signing_key(self, token: str) -> tuple[str, jwt.PyJWK]:
+        """The key the token's header names, once the header is one Graph would send."""
         if len(token) > _MAX_TOKEN_CHARS:
             raise refuse("malformed_token", "It is far longer than any Graph token.")
         try:
@@ -122,16 +136,17 @@ class Verifier:
         key = self.keys.get(kid)
         if key is None:
             raise refuse("unknown_key")
-        claims = self._decode(token, key)
+        return kid, key
+
+    def _sender(self, claims: dict[str, Any]) -> Claims:
+        """Who sent a verified token: its tenant (required, and allowed), app and issuer."""
         tenant = claims.get("tid")
         if not isinstance(tenant, str) or not tenant:
             raise refuse("no_tenant")
         if self.allowed_tenants and tenant.lower() not in self.allowed_tenants:
             raise refuse("tenant_not_allowed")
         app_id = claims.get("appid") or claims.get("azp")
-        verified = Claims(tenant_id=tenant, app_id=app_id if isinstance(app_id, str) else None, issuer=claims["iss"])
-        self._remember(token, kid, claims, verified)
-        return verified
+        return Claims(tenant_id=tenant, app_id=app_id if isinstance(app_id, str) else None, issuer=claims["iss"])
 
     def _cached(self, token: str) -> Claims | None:
         """The claims of a token verified before, if it is still within its validity and its key still listed."""

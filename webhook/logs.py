@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -77,12 +78,25 @@ def emit(logger: logging.Logger, level: int, message: str, args: tuple[Any, ...]
         logger.handle(logger.makeRecord(logger.name, level, "", 0, message, args, None, extra={"fields": fields}))
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is written, as logging's last-resort handler does: a
+    handler that kept the stream of its creation would write to a closed one once stderr is replaced (pytest's
+    capture, a redirect)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self)
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+
 def configure(level: str = "info", fmt: str = "json") -> None:
     """Send the ``webhook`` loggers to stderr in ``fmt``; idempotent (the last call's format and level win)."""
     logger = logging.getLogger("webhook")
     handler = next((h for h in logger.handlers if getattr(h, _MARK, False)), None)
     if handler is None:
-        handler = logging.StreamHandler()
+        handler = _Stderr()
         setattr(handler, _MARK, True)
         logger.addHandler(handler)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())

@@ -25,7 +25,7 @@ import inspect
 import json
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,13 +35,14 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from . import builders, simulate
+from . import builders, scenarios
 from .app import create_app
 from .fakegraph import FakeGraph, free_local_port
 from .handlers import HANDLERS, on
 from .model import Call
-from .replay import Item, collect
+from .replay import Item, collect, replay as post_all
 from .testing import LocalGraphKeys
+from .transport import AppTarget
 
 TEST_APP_ID = "11111111-2222-3333-4444-555555555555"
 TEST_TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
@@ -131,7 +132,7 @@ def notifications() -> SimpleNamespace:
     ``scenario(name, call_id=None)``, a docs lifecycle as a list of bodies."""
 
     def scenario(name: str, call_id: str | None = None) -> list[dict[str, Any]]:
-        return list(simulate.SCENARIOS[name](call_id or builders.new_id()).bodies)
+        return list(scenarios.SCENARIOS[name](call_id or builders.new_id()).bodies)
 
     names = [  # the builders' own functions: not what they import (Any, JSON...)
         name
@@ -139,7 +140,7 @@ def notifications() -> SimpleNamespace:
         if not name.startswith("_") and inspect.isfunction(value) and value.__module__ == builders.__name__
     ]
     return SimpleNamespace(
-        scenario=scenario, scenarios=sorted(simulate.SCENARIOS), **{n: getattr(builders, n) for n in names}
+        scenario=scenario, scenarios=sorted(scenarios.SCENARIOS), **{n: getattr(builders, n) for n in names}
     )
 
 
@@ -173,6 +174,25 @@ class Replayed:
         return self.calls[call_id]
 
 
+def _replay_items(sources: Iterable[Any]) -> list[Item]:
+    """What ``replay`` posts: bodies, single notifications (wrapped in an envelope), lists of them, and the
+    items of files, folders and journals."""
+
+    def as_item(body: Any) -> Item:
+        bare = isinstance(body, dict) and "value" not in body and ("resourceUrl" in body or "resource" in body)
+        return Item("body", json.dumps(builders.envelope(body) if bare else body))
+
+    items: list[Item] = []
+    for source in sources:
+        if isinstance(source, dict):
+            items.append(as_item(source))
+        elif isinstance(source, (list, tuple)):
+            items.extend(as_item(body) for body in source)
+        else:
+            items.extend(collect([source]))
+    return items
+
+
 @pytest.fixture
 def replay(webhook_app: Flask, webhook_client: FlaskClient, graph_token: Callable[..., str]) -> Callable[..., Replayed]:
     """``replay(*sources, wait=False)``: post bodies (dicts), single notifications (wrapped in an envelope),
@@ -180,28 +200,12 @@ def replay(webhook_app: Flask, webhook_client: FlaskClient, graph_token: Callabl
     return the responses and the resulting calls. ``wait=True`` returns once the deferred handlers have run."""
     from .http import EXTENSION
 
-    def as_item(body: Any) -> Item:
-        bare = isinstance(body, dict) and "value" not in body and ("resourceUrl" in body or "resource" in body)
-        return Item("body", json.dumps(builders.envelope(body) if bare else body))
-
     def run(*sources: Any, wait: bool = False) -> Replayed:
-        items: list[Item] = []
-        for source in sources:
-            if isinstance(source, dict):
-                items.append(as_item(source))
-            elif isinstance(source, (list, tuple)):
-                items.extend(as_item(body) for body in source)
-            else:
-                items.extend(collect([source]))
         result = Replayed([])
         store = webhook_app.extensions[EXTENSION].store
-        for item in items:
-            headers = {"Authorization": f"Bearer {graph_token()}", **item.headers}
-            response = webhook_client.post(
-                "/api/calls", data=item.body, content_type="application/json", headers=headers
-            )
-            result.responses.append(response)
-            for call_id in item.call_ids():
+        for posted in post_all(_replay_items(sources), AppTarget(webhook_client), token=graph_token):
+            result.responses.append(posted.answer)
+            for call_id in posted.item.call_ids():
                 result.calls.setdefault(call_id, None)  # type: ignore[arg-type]
         if wait:
             webhook_app.extensions[EXTENSION].delivery.drain()  # every queued deferred handler has run

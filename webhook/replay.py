@@ -2,23 +2,22 @@
 
 :func:`collect` reads the sources in order (a folder's files in name order), :func:`only_call` keeps one call
 out of a busy journal, and :func:`replay` posts each body, optionally signed and with the original gaps, to a
-URL or to an app in this process, calling back once per request.
+target (:mod:`webhook.transport`: a URL or an app in this process), calling back once per request.
 """
 
 from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .clock import epoch
 from .journal import BadLine, read_records
 from .resources import ResourceError, canonical_id, parse_resource
+from .transport import Answer, Target, Unreachable
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,13 @@ class Item:
 
 @dataclass(frozen=True)
 class Result:
-    """What the target answered to one item: an HTTP status, or 0 and why it could not be reached."""
+    """What the target answered to one item: an HTTP status (and the whole answer), or 0 and why it could not
+    be reached."""
 
     item: Item
     status: int
     error: str = ""
+    answer: Answer | None = None
 
     @property
     def ok(self) -> bool:
@@ -126,45 +127,6 @@ def only_call(items: Iterable[Item], call_id: str) -> list[Item]:
     return kept
 
 
-class Unreachable(Exception):
-    """A target could not be reached at all; the message says why."""
-
-
-class Target(Protocol):
-    def post(self, body: str, headers: dict[str, str]) -> int:
-        """POST the body; return the HTTP status, or raise :class:`Unreachable`."""
-        ...
-
-
-class HttpTarget:
-    """A receiver at a URL (``http://host:port/api/calls``)."""
-
-    def __init__(self, url: str, timeout: float = 30.0) -> None:
-        self.url = url
-        self.timeout = timeout
-
-    def post(self, body: str, headers: dict[str, str]) -> int:
-        request = urllib.request.Request(self.url, data=body.encode(), headers=headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except OSError as exc:
-            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            raise Unreachable(f"cannot reach {self.url}: {reason}") from exc
-
-
-class AppTarget:
-    """An app in this process, through Flask's test client."""
-
-    def __init__(self, app: Any) -> None:
-        self.client = app.test_client()
-
-    def post(self, body: str, headers: dict[str, str]) -> int:
-        return int(self.client.post("/api/calls", data=body, headers=headers).status_code)
-
-
 def replay(
     items: Iterable[Item],
     target: Target,
@@ -191,7 +153,8 @@ def replay(
         if token is not None:
             headers["Authorization"] = f"Bearer {token()}"
         try:
-            result = Result(item, target.post(item.body, headers))
+            answer = target.post(item.body, headers)
+            result = Result(item, answer.status_code, answer=answer)
         except Unreachable as exc:
             result = Result(item, 0, str(exc))
         results.append(result)

@@ -57,17 +57,7 @@ def parse_resource(url: str) -> ResourceRef:
     Raises :class:`ResourceError` when the URL is not under ``/communications/calls/{id}`` or
     ``/app/calls/{id}``.
     """
-    text = url.strip()
-    if text.lower().startswith(("https://", "http://")):
-        text = urlsplit(text).path
-        text = _VERSION_PREFIX.sub("", text)
-    if not text.startswith("/"):
-        text = "/" + text
-    parts = text.split("/")[1:]
-    if parts and parts[-1] == "":
-        parts.pop()  # one trailing slash is harmless
-    if len(parts) >= 2 and parts[0].lower() == "app" and parts[1].lower() == "calls":
-        parts = ["communications", *parts[1:]]
+    parts = _segments(url)
     if len(parts) < 3 or parts[0].lower() != "communications" or parts[1].lower() != "calls":
         raise ResourceError(
             f"{url!r} is not a call resource: expected /communications/calls/{{id}} (or the legacy /app/calls/{{id}})"
@@ -86,3 +76,17 @@ def parse_resource(url: str) -> ResourceRef:
     if head == "operations" and len(rest) == 2:
         return ResourceRef(call_id, "operation", path, canonical_id(rest[1]))
     return ResourceRef(call_id, "other", path, "/".join(rest))
+
+
+def _segments(url: str) -> list[str]:
+    """The path's segments, without scheme, host, Graph's version prefix or one trailing slash; the legacy
+    ``/app/calls`` read as ``/communications/calls``."""
+    text = url.strip()
+    if text.lower().startswith(("https://", "http://")):
+        text = _VERSION_PREFIX.sub("", urlsplit(text).path)
+    parts = text.removeprefix("/").split("/")
+    if parts and parts[-1] == "":
+        parts.pop()  # one trailing slash is harmless
+    if len(parts) >= 2 and parts[0].lower() == "app" and parts[1].lower() == "calls":
+        parts = ["communications", *parts[1:]]
+    return parts

@@ -124,40 +124,19 @@ def _finish(decision: Decision, current: Call | None, notification: Notification
 
 def _decide_call(call: Call, notification: Notification, now: str) -> Decision:
     data: JSON = notification.data
-    deleted = notification.change_type == "deleted"
-    sent_state = data.get("state")
-    target = "terminated" if deleted else (canonical_enum(sent_state, CALL_STATES) if sent_state else None)
-    fields = {key: value for key, value in data.items() if key != "toneInfo"}
-    if isinstance(fields.get("state"), str):
-        fields["state"] = canonical_enum(fields["state"], CALL_STATES)
-
+    target = _target_state(notification)
     stale = _stale_reason(call, target, data)
     if stale:
-        # The state is old news, but a tone it carries was still pressed, once.
-        tone = _new_tone(call, data.get("toneInfo"), now)
-        if tone is None:
-            return Decision("stale", call, reason=stale)
-        _record_stale(call, now, stale)
-        return Decision("updated", call, (_tone_event(call, tone, notification),))
+        return _decide_stale_call(call, notification, now, stale)
 
     events: list[Event] = []
-    transitioned = target is not None and target != call.state
     previous = call.state
-    changes = _merge(call.data, fields)
-    if transitioned:
-        assert target is not None
-        call.state = target
-        step = {"from": previous, "to": target, "changeType": notification.change_type, "at": now}
-        if notification.origin != "graph":
-            step["origin"] = notification.origin  # learnt by asking Graph, not told by a callback
-        call.add_step(step)
-        if call.keepalive_at is None and _IN_CALL <= rank(target) < _RANK["terminating"]:
-            call.keepalive_at = now  # answered: Graph wants a keepAlive within 45 minutes from here
+    changes = _merge(call.data, _call_fields(data))
+    transitioned = target is not None and target != previous
+    if target is not None and transitioned:
+        _transition(call, target, notification, now)
     if call.state == "terminated" and (transitioned or changes):
-        # Why the call ended is told by the notifications that ended it, not by an earlier failed transfer.
-        end = {} if transitioned or call.end is None else dict(call.end)
-        end.update({key: data[key] for key in ("resultInfo", "terminationReason") if key in data})
-        call.end = end
+        _record_end(call, data, restart=transitioned)
     context = {"call": call, "notification": notification}
     if transitioned:
         extra = {"end_reason": call.end_reason} if call.state == "terminated" else {}
@@ -175,6 +154,50 @@ def _decide_call(call: Call, notification: Notification, now: str) -> Decision:
     if changes or tone is not None:
         return Decision("updated", call, tuple(events))
     return Decision("duplicate", call)
+
+
+def _target_state(notification: Notification) -> str | None:
+    """The state a call notification moves the call into (deleted: terminated), or None for none."""
+    if notification.change_type == "deleted":
+        return "terminated"
+    sent = notification.data.get("state")
+    return canonical_enum(sent, CALL_STATES) if sent else None
+
+
+def _call_fields(data: JSON) -> JSON:
+    """What a call notification says of the call itself (its tone is an event, not a field)."""
+    fields = {key: value for key, value in data.items() if key != "toneInfo"}
+    if isinstance(fields.get("state"), str):
+        fields["state"] = canonical_enum(fields["state"], CALL_STATES)
+    return fields
+
+
+def _decide_stale_call(call: Call, notification: Notification, now: str, stale: str) -> Decision:
+    """A state that is old news; a tone it carries was still pressed, once."""
+    tone = _new_tone(call, notification.data.get("toneInfo"), now)
+    if tone is None:
+        return Decision("stale", call, reason=stale)
+    _record_stale(call, now, stale)
+    return Decision("updated", call, (_tone_event(call, tone, notification),))
+
+
+def _transition(call: Call, target: str, notification: Notification, now: str) -> None:
+    """Move the call into ``target``, recording the step."""
+    step = {"from": call.state, "to": target, "changeType": notification.change_type, "at": now}
+    if notification.origin != "graph":
+        step["origin"] = notification.origin  # learnt by asking Graph, not told by a callback
+    call.state = target
+    call.add_step(step)
+    if call.keepalive_at is None and _IN_CALL <= rank(target) < _RANK["terminating"]:
+        call.keepalive_at = now  # answered: Graph wants a keepAlive within 45 minutes from here
+
+
+def _record_end(call: Call, data: JSON, *, restart: bool) -> None:
+    """Why the call ended is told by the notifications that ended it, not by an earlier failed transfer:
+    ``restart`` (the call just ended) forgets what an earlier one said."""
+    end = {} if restart or call.end is None else dict(call.end)
+    end.update({key: data[key] for key in ("resultInfo", "terminationReason") if key in data})
+    call.end = end
 
 
 def _stale_reason(call: Call, target: str | None, data: JSON) -> str:

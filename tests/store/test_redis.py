@@ -25,8 +25,9 @@ from webhook.builders import (
     roster_notification,
     tone_notification,
 )
+from webhook.scenarios import SCENARIOS, make_calls
 from webhook.schemas import load_notifications
-from webhook.simulate import SCENARIOS, delivery, make_calls, send_all
+from webhook.simulate import delivery, send_all
 from webhook.state import decide
 from webhook.store import open_store
 from webhook.store.redis import RedisStore

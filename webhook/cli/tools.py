@@ -135,7 +135,8 @@ def replay(run: Trial, paths: tuple[str, ...], only: str | None, keep_timing: bo
     A journal line that is not a record is skipped and named; the run then exits 1.
     """
     from ..journal import BadLine
-    from ..replay import AppTarget, HttpTarget, Result, collect, only_call, replay as post_all
+    from ..replay import Result, collect, only_call, replay as post_all
+    from ..transport import AppTarget, HttpTarget
 
     skipped: list[BadLine] = []
 
@@ -191,7 +192,9 @@ def simulate(
     With --fake-graph, a fake Graph rings the calls and your plugins' handlers act on them through its calls
     API (--plugins loads them); each call must end in the receiver as it ended in Graph.
     """
-    from ..simulate import make_calls, observe, plan, report, send_all
+    from ..scenarios import make_calls
+    from ..simulate import observe, plan, report, send_all
+    from ..transport import AppTarget
 
     if through_fake:
         from .fake import simulate_through_fake
@@ -216,8 +219,9 @@ def simulate(
             read = _reader(run.url, admin_token)
         else:
             app = run.app()
-            client = app.test_client()
-            statuses = [client.post("/api/calls", json=body, headers=headers).status_code for body in bodies]
+            target = AppTarget(app)
+            sent = {"Content-Type": "application/json", **headers}
+            statuses = [target.post(json.dumps(body), sent).status_code for body in bodies]
             read = _store_reader(app)
         lines, ok = report(observe(scenarios, read), statuses)
     finally:

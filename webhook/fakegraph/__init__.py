@@ -534,18 +534,21 @@ class FakeGraph:
                 return 200, {"id": call.id, **call.resource()}, {}
             if route == "participants":
                 return 200, {"value": list(call.participants.values())}, {}
-            if route == "delete":
-                reply = graph.hang_up(call, self.now())
-            else:
-                action = graph.ACTIONS.get(route)
-                if action is None:
-                    raise GraphError(400, "BadRequest", f"Unknown action {route}.")
-                if not isinstance(body, dict):
-                    raise graph.bad_request("The request body must be a JSON object.")
-                reply = action(call, body, self.now())
+            reply = self._act(route, call, body)
         if reply.then:
             self.notifier.send(call.callback_uri, call.tenant_id, reply.then)
         return reply.status, reply.body, reply.headers
+
+    def _act(self, route: str, call: FakeCall, body: Any) -> graph.Reply:
+        """Carry out an action (or the DELETE) on a call that is still up; under the lock."""
+        if route == "delete":
+            return graph.hang_up(call, self.now())
+        action = graph.ACTIONS.get(route)
+        if action is None:
+            raise GraphError(400, "BadRequest", f"Unknown action {route}.")
+        if not isinstance(body, dict):
+            raise graph.bad_request("The request body must be a JSON object.")
+        return action(call, body, self.now())
 
 
 def free_local_port() -> int:

@@ -48,68 +48,84 @@ def route(method: str, path: str) -> tuple[str, str | None]:
     return (rest if method == "POST" and rest else "unknown"), call_id
 
 
+def _openid_configuration(base: str) -> JSON:
+    """The tenant's OpenID configuration, as Entra ID publishes it at ``{base}/v2.0/.well-known/...``."""
+    return {
+        "issuer": f"{base}/v2.0",
+        "token_endpoint": f"{base}/oauth2/v2.0/token",
+        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+        "jwks_uri": f"{base}/discovery/v2.0/keys",
+        "response_types_supported": ["code", "id_token", "token"],
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Graph's side of HTTP, for :attr:`fake` (set by :func:`handler`)."""
+
+    protocol_version = "HTTP/1.1"
+    fake: FakeGraph
+
+    def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if body is not None:
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+    def do_GET(self) -> None:
+        parts = self.path.strip("/").split("/")
+        if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
+            base = f"{self.fake.url}/{parts[0]}"
+            self._answer(
+                200,
+                {
+                    "issuer": f"{base}/v2.0",
+                    "token_endpoint": f"{base}/oauth2/v2.0/token",
+                    "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
+                    "jwks_uri": f"{base}/discovery/v2.0/keys",
+                    "response_types_supported": ["code", "id_token", "token"],
+                },
+            )
+            return
+        self._graph("GET", None)
+
+    def do_DELETE(self) -> None:
+        self._graph("DELETE", None)
+
+    def do_POST(self) -> None:
+        raw = self._body()
+        parts = self.path.strip("/").split("/")
+        if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
+            form = dict(urllib.parse.parse_qsl(raw.decode()))
+            self._answer(*self.fake.token_request(self.path, parts[0], self.headers, form))
+            return
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            self._answer(400, {"error": {"code": "BadRequest", "message": "The body is not JSON."}})
+            return
+        self._graph("POST", body)
+
+    def _graph(self, method: str, body: Any) -> None:
+        try:
+            status, answer, headers = self.fake.handle(method, self.path, self.headers, body)
+        except ConnectionAbortedError:
+            self.close_connection = True
+            self.connection.close()  # processed, never answered
+            return
+        self._answer(status, answer, headers)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
 def handler(fake: FakeGraph) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _answer(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode() if body is not None else b""
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            if body is not None:
-                self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _body(self) -> bytes:
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        def do_GET(self) -> None:
-            parts = self.path.strip("/").split("/")
-            if len(parts) == 4 and parts[1:] == ["v2.0", ".well-known", "openid-configuration"]:
-                base = f"{fake.url}/{parts[0]}"
-                self._answer(
-                    200,
-                    {
-                        "issuer": f"{base}/v2.0",
-                        "token_endpoint": f"{base}/oauth2/v2.0/token",
-                        "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-                        "jwks_uri": f"{base}/discovery/v2.0/keys",
-                        "response_types_supported": ["code", "id_token", "token"],
-                    },
-                )
-                return
-            self._graph("GET", None)
-
-        def do_DELETE(self) -> None:
-            self._graph("DELETE", None)
-
-        def do_POST(self) -> None:
-            raw = self._body()
-            parts = self.path.strip("/").split("/")
-            if len(parts) == 4 and parts[1:] == ["oauth2", "v2.0", "token"]:
-                form = dict(urllib.parse.parse_qsl(raw.decode()))
-                self._answer(*fake.token_request(self.path, parts[0], self.headers, form))
-                return
-            try:
-                body = json.loads(raw) if raw.strip() else {}
-            except ValueError:
-                self._answer(400, {"error": {"code": "BadRequest", "message": "The body is not JSON."}})
-                return
-            self._graph("POST", body)
-
-        def _graph(self, method: str, body: Any) -> None:
-            try:
-                status, answer, headers = fake.handle(method, self.path, self.headers, body)
-            except ConnectionAbortedError:
-                self.close_connection = True
-                self.connection.close()  # processed, never answered
-                return
-            self._answer(status, answer, headers)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
+    """The request handler class of the HTTP server in front of ``fake``."""
+    return type("Handler", (_Handler,), {"fake": fake})

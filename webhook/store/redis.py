@@ -29,6 +29,7 @@ Graph retries, and the client reconnects by itself when Redis is back.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -374,36 +375,45 @@ class RedisStore(CallStore):
             pipe.zrem(self.key("keepalive"), call_id)
 
     def _write_rows(self, pipe: Any, call: Call, rows: Rows, loaded: Call | None, operations_kept: int) -> None:
-        history, roster = self.key("call", call.id, "history"), self.key("call", call.id, "roster")
-        ops, order = self.key("call", call.id, "ops"), self.key("call", call.id, "ops-order")
-        tones, tone_ids = self.key("call", call.id, "tones"), self.key("call", call.id, "tone-ids")
+        key = functools.partial(self.key, "call", call.id)
         if rows.history:
-            pipe.rpush(history, *(codec.dumps(step) for _, step in rows.history))
-            pipe.ltrim(history, -self.history_limit, -1)
+            pipe.rpush(key("history"), *(codec.dumps(step) for _, step in rows.history))
+            pipe.ltrim(key("history"), -self.history_limit, -1)
         if rows.roster is not None:
-            if rows.roster:
-                pipe.hset(roster, mapping={str(position): codec.dumps(entry) for position, entry in rows.roster})
-            before = len(loaded.participants) if loaded is not None else 0
-            if before > rows.roster_length:
-                pipe.hdel(roster, *(str(position) for position in range(rows.roster_length, before)))
-        new_operations = [op_id for op_id, _ in rows.operations if loaded is None or op_id not in loaded.operations]
+            self._write_roster(pipe, key("roster"), rows, len(loaded.participants) if loaded is not None else 0)
         if rows.operations:
-            pipe.hset(ops, mapping={op_id: codec.dumps(op) for op_id, op in rows.operations})
+            self._write_operations(pipe, key("ops"), key("ops-order"), rows, loaded, operations_kept)
+        if rows.tones:
+            pipe.rpush(key("tones"), *(codec.dumps(tone) for tone in rows.tones))
+            pipe.ltrim(key("tones"), -self.kept_per_call, -1)
+            heard = [str(tone["sequenceId"]) for tone in rows.tones if tone.get("sequenceId") is not None]
+            if heard:
+                pipe.sadd(key("tone-ids"), *heard)
+        if call.state == "terminated":
+            for name in ("history", "roster", "ops", "ops-order", "tones", "tone-ids"):
+                pipe.expire(key(name), int(self.retention_seconds))
+
+    @staticmethod
+    def _write_roster(pipe: Any, roster: str, rows: Rows, before: int) -> None:
+        """The positions that changed, and the ones beyond the new length removed."""
+        assert rows.roster is not None
+        if rows.roster:
+            pipe.hset(roster, mapping={str(position): codec.dumps(entry) for position, entry in rows.roster})
+        if before > rows.roster_length:
+            pipe.hdel(roster, *(str(position) for position in range(rows.roster_length, before)))
+
+    def _write_operations(
+        self, pipe: Any, ops: str, order: str, rows: Rows, loaded: Call | None, operations_kept: int
+    ) -> None:
+        """The operations that changed; the new ones appended to the order, the oldest beyond the limit gone."""
+        pipe.hset(ops, mapping={op_id: codec.dumps(op) for op_id, op in rows.operations})
+        new_operations = [op_id for op_id, _ in rows.operations if loaded is None or op_id not in loaded.operations]
         if new_operations:
             pipe.rpush(order, *new_operations)
             # The oldest beyond the limit go: their ids are read back from the list's head by the script.
             excess = operations_kept + len(new_operations) - self.kept_per_call
             if excess > 0:
                 pipe.execute_command("EVAL", _DROP_OLDEST, 2, order, ops, excess)  # queued on clusters too
-        if rows.tones:
-            pipe.rpush(tones, *(codec.dumps(tone) for tone in rows.tones))
-            pipe.ltrim(tones, -self.kept_per_call, -1)
-            heard = [str(tone["sequenceId"]) for tone in rows.tones if tone.get("sequenceId") is not None]
-            if heard:
-                pipe.sadd(tone_ids, *heard)
-        if call.state == "terminated":
-            for key in (history, roster, ops, order, tones, tone_ids):
-                pipe.expire(key, int(self.retention_seconds))
 
     def count_calls(self, what: str) -> int:
         with self._errors():
