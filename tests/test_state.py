@@ -21,9 +21,11 @@ from webhook.builders import (
     tone_notification,
 )
 from webhook.model import CALL_STATES, Call, Claims
+from webhook.operations import operation_type
 from webhook.scenarios import SCENARIOS
 from webhook.schemas import load_notifications
-from webhook.state import claim_keepalive, decide, needs_keepalive, operation_type, rank, reschedule_keepalive
+from webhook.state import decide, rank
+from webhook.timers import claim_keepalive, needs_keepalive, reschedule_keepalive
 
 from .support import history_states, is_subsequence, replay_pure
 

@@ -15,7 +15,7 @@ _EXPORTS = {
     "CallStore": "store",
     "Claims": "model",
     "ConfigError": "errors",
-    "Decision": "state",
+    "Decision": "events",
     "Event": "events",
     "Forbidden": "errors",
     "GraphError": "errors",
@@ -72,7 +72,7 @@ if TYPE_CHECKING:
         StoreUnavailable as StoreUnavailable,
         WebhookError as WebhookError,
     )
-    from .events import Event as Event
+    from .events import Decision as Decision, Event as Event
     from .handlers import on as on
     from .model import Call as Call, Claims as Claims, Notification as Notification, Party as Party
     from .receiver import Receiver as Receiver
@@ -89,7 +89,6 @@ if TYPE_CHECKING:
         participants_updated as participants_updated,
         tone_received as tone_received,
     )
-    from .state import Decision as Decision
     from .store import CallStore as CallStore, SQLiteStore as SQLiteStore, open_store as open_store
 
 __all__ = sorted(_EXPORTS)

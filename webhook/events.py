@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from . import codec
 from .model import COLLECTIONS, Call, Loader, Notification, StoredCall
+
+Outcome = Literal["applied", "updated", "duplicate", "stale", "ignored"]
 
 #: Reads one collection of a stored call: ``(call_id, name, history_total)``, the history up to that many
 #: transitions (a store's :meth:`~webhook.store.CallStore.read_collection`).
@@ -72,6 +74,24 @@ class Event:
             if isinstance(value, dict) and "__roster_ref__" in value and isinstance(kwargs.get("call"), Call):
                 kwargs[key] = kwargs["call"].participants
         return cls(doc["name"], doc["sender"], kwargs, id=event_id)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The result of :func:`webhook.state.decide` (and of the sweeper's decisions, :mod:`webhook.timers`).
+
+    ``call`` is the call to store, or None when nothing is to be written (a notification about a resource we
+    do not track). ``events`` are in the order they should be sent.
+    """
+
+    outcome: Outcome
+    call: Call | None
+    events: tuple[Event, ...] = ()
+    reason: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.outcome in ("applied", "updated")
 
 
 def _loader(call: Call, collections: CollectionReader | None) -> Loader:

@@ -17,11 +17,10 @@ from . import codec, logs, metrics
 from .clock import utc_now
 from .delivery import Delivery
 from .errors import PayloadError
-from .events import Event
+from .events import Decision, Event
 from .model import Claims, Notification
 from .schemas import load_notifications
 from .settings import default
-from .state import Decision
 from .store.base import CallStore
 
 transitions_log = logging.getLogger("webhook.transitions")

@@ -27,14 +27,13 @@ Rules, from what Graph really sends (``GRAPH-NOTES.md``):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from . import roster as rosters
 from .codes import as_int
-from .events import Event
+from .events import Decision, Event
 from .model import CALL_STATES, JSON, Call, Notification, canonical_enum
-
-Outcome = Literal["applied", "updated", "duplicate", "stale", "ignored"]
+from .operations import decide_operation, operation_id, result_failed
 
 _RANK = {
     "incoming": 0,
@@ -46,7 +45,6 @@ _RANK = {
     "terminated": 6,
 }
 _IN_CALL = 2  # established, hold, redirecting, and states Graph adds later
-_TERMINAL_OPERATION_STATUSES = {"completed", "failed"}
 _STALE_KEPT = 50  # the most recent stale notifications kept on a call, for diagnosis
 
 
@@ -62,25 +60,7 @@ def is_backwards(current: str | None, target: str, data: JSON) -> bool:
     if rank(target) >= rank(current):
         return False
     # A failed transfer returns to the call, saying so in resultInfo; nothing else comes back from a transfer.
-    return not (current == "transferring" and rank(target) == _IN_CALL and _result_failed(data))
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The result of :func:`decide`.
-
-    ``call`` is the call to store, or None when nothing is to be written (a notification about a resource we
-    do not track). ``events`` are in the order they should be sent.
-    """
-
-    outcome: Outcome
-    call: Call | None
-    events: tuple[Event, ...] = ()
-    reason: str = ""
-
-    @property
-    def changed(self) -> bool:
-        return self.outcome in ("applied", "updated")
+    return not (current == "transferring" and rank(target) == _IN_CALL and result_failed(data))
 
 
 def decide(current: Call | None, notification: Notification, now: str) -> Decision:
@@ -103,7 +83,7 @@ def decide(current: Call | None, notification: Notification, now: str) -> Decisi
     elif notification.kind == "participants":
         decision = _decide_roster(call, notification, now)
     else:
-        decision = _decide_operation(call, notification, now)
+        decision = decide_operation(call, notification, now)
     return _finish(decision, current, notification, now)
 
 
@@ -206,7 +186,7 @@ def _stale_reason(call: Call, target: str | None, data: JSON) -> str:
         return f"{target or 'an update'} after the call was terminated"
     if target is not None and target != call.state and is_backwards(call.state, target, data):
         return f"{target} after {call.state}"
-    if target == "transferring" and rank(call.state) == _IN_CALL and _result_failed(call.data):
+    if target == "transferring" and rank(call.state) == _IN_CALL and result_failed(call.data):
         return "transferring after that transfer already failed"
     return ""
 
@@ -224,13 +204,6 @@ def _audio_active(data: JSON) -> bool:
     media = data.get("mediaState")
     audio = media.get("audio") if isinstance(media, dict) else None
     return isinstance(audio, str) and audio.lower() == "active"
-
-
-def _result_failed(data: JSON) -> bool:
-    """Whether ``data``'s ``resultInfo`` says it failed: a code of 400 or more (Graph's HTTP-like classes)."""
-    result = data.get("resultInfo")
-    code = as_int(result.get("code")) if isinstance(result, dict) else None
-    return code is not None and code >= 400
 
 
 def _merge(target: JSON, fields: JSON) -> dict[str, JSON]:
@@ -285,85 +258,6 @@ def _decide_roster(call: Call, notification: Notification, now: str) -> Decision
     return Decision("updated", call, tuple(events))
 
 
-def operation_type(data: JSON) -> str:
-    """``#microsoft.graph.playPromptOperation`` -> ``playPrompt``; ``unknown`` when the type says nothing."""
-    odata_type = data.get("@odata.type")
-    if not isinstance(odata_type, str):
-        return "unknown"
-    name = odata_type.rsplit(".", 1)[-1].lstrip("#")
-    if name.endswith("Operation"):
-        name = name[: -len("Operation")]
-    return name if name and name != "comms" else "unknown"
-
-
-def _operation_id(notification: Notification, data: JSON) -> str:
-    return str(notification.resource.sub_id or data.get("id") or "unknown")
-
-
-def _decide_operation(call: Call, notification: Notification, now: str) -> Decision:
-    data: JSON = notification.data
-    op_id = _operation_id(notification, data)
-    status = data.get("status")
-    if notification.change_type == "deleted" and not status:
-        status = "completed"
-    record = {
-        "id": op_id,
-        "type": operation_type(data),
-        "status": status,
-        "completionReason": data.get("completionReason"),
-        "resultInfo": data.get("resultInfo"),
-        "clientContext": data.get("clientContext"),
-    }
-    known = call.operations.get(op_id)
-    if known is not None:
-        if all(known.get(key) == value for key, value in record.items()):
-            return Decision("duplicate", call)
-        if known.get("status") in _TERMINAL_OPERATION_STATUSES and status not in _TERMINAL_OPERATION_STATUSES:
-            return Decision("stale", call, reason=f"operation {op_id} {status} after {known.get('status')}")
-    call.operations[op_id] = {**record, "at": now}
-    events: tuple[Event, ...] = ()
-    if status in _TERMINAL_OPERATION_STATUSES:
-        kwargs = {
-            "call": call,
-            "operation": call.operations[op_id],
-            "notification": notification,
-            "status": status,
-            "completion_reason": record["completionReason"],
-            "result_info": record["resultInfo"],
-            "client_context": record["clientContext"],
-            "succeeded": operation_succeeded(record),
-        }
-        events = (Event("operation_completed", record["type"], kwargs),)
-    return Decision("updated", call, events)
-
-
-#: completionReason values that mean the operation did not do its job, whatever ``status`` says
-#: (sendDtmfTones reports ``completed`` when it was cancelled).
-FAILED_COMPLETION_REASONS = frozenset(
-    reason.lower()
-    for reason in (
-        "mediaOperationCanceled",
-        "operationCanceled",
-        "unknown",
-        "unspecifiedError",
-        "playPromptFailed",
-        "playBeepFailed",
-        "mediaReceiveTimeout",
-        "initialSilenceTimeout",
-    )
-)
-
-
-def operation_succeeded(operation: JSON) -> bool:
-    """True when an operation result really succeeded: completed, no failure reason, no failure code."""
-    if operation.get("status") != "completed":
-        return False
-    reason = operation.get("completionReason")
-    if isinstance(reason, str) and reason.lower() in FAILED_COMPLETION_REASONS:
-        return False
-    return not _result_failed(operation)
-
-
 @dataclass(frozen=True)
 class Needs:
     """What :func:`decide` reads of a call's collections for one notification, so that a store reads only
@@ -381,49 +275,7 @@ def needs_of(notification: Notification) -> Needs:
         return Needs(roster=True)
     data = notification.data if isinstance(notification.data, dict) else {}
     if notification.kind == "operation":
-        return Needs(operation=_operation_id(notification, data))
+        return Needs(operation=operation_id(notification, data))
     tone = data.get("toneInfo")
     sequence = tone.get("sequenceId") if isinstance(tone, dict) else None
     return Needs(tone_sequence=sequence if isinstance(sequence, int) else None)
-
-
-def needs_keepalive(call: Call) -> bool:
-    """True while Graph expects ``keepAlive`` for the call: answered, and neither ending nor ended."""
-    return call.keepalive_at is not None and rank(call.state) < _RANK["terminating"]
-
-
-def claim_keepalive(call: Call | None, due_before: str, now: str) -> Decision | None:
-    """Take the call's next ``keepAlive`` at ``now`` if it is due (its last one before ``due_before``); None
-    when it is not (another process took it, the call ended). The store runs this in its transaction, so of
-    every process that finds the keepAlive due, one sends it."""
-    if call is None or not needs_keepalive(call) or call.keepalive_at is None or call.keepalive_at >= due_before:
-        return None
-    claimed = call.copy()
-    claimed.keepalive_at = now
-    return Decision("updated", claimed, reason="keepAlive due")
-
-
-def reschedule_keepalive(call: Call | None, claimed_at: str, last_at: str) -> Decision | None:
-    """Give back a ``keepAlive`` claimed at ``claimed_at`` that did not reach Graph: as if the last one was
-    sent at ``last_at`` (earlier), so that it is due again sooner than a whole period. None when the call
-    moved on meanwhile (ended, or a later claim)."""
-    if call is None or not needs_keepalive(call) or call.keepalive_at != claimed_at:
-        return None
-    rescheduled = call.copy()
-    rescheduled.keepalive_at = last_at
-    return Decision("updated", rescheduled, reason="keepAlive failed")
-
-
-def mark_stale(call: Call | None, now: str, quiet_since: str) -> Decision | None:
-    """Mark a call that has gone quiet (no notification since ``quiet_since``) as stale: once, and only while
-    it has not ended; None when it is not to be marked.
-
-    The sweeper calls this inside the store's transaction; ``call_stale`` fires for the mark, so exactly one
-    sweeper's mark is heard however many run.
-    """
-    if call is None or call.ended or call.stale_since is not None or call.seen_at >= quiet_since:
-        return None
-    marked = call.copy()
-    marked.stale_since = now
-    event = Event("call_stale", marked.id, {"call": marked, "last_seen": call.seen_at})
-    return Decision("updated", marked, (event,), reason="no notification for too long")

@@ -5,7 +5,7 @@ Users' two most common complaints about calling bots are calls dropped after 45 
 
 - **Managed keep-alive.** Every answered call gets ``POST .../keepAlive`` every ``WEBHOOK_KEEPALIVE_SECONDS``
   (default 900; Graph ends a call after 45 minutes without one, 408/8537). Each is claimed through the store
-  (:func:`~webhook.state.claim_keepalive` in its transaction) before it is sent, so with any number of workers
+  (:func:`~webhook.timers.claim_keepalive` in its transaction) before it is sent, so with any number of workers
   and instances exactly one request goes per call per period. A keepAlive that did not reach Graph is given back
   and tried again within a minute; one answered 404 means Graph no longer has the call, which is then ended here.
 - **Resync.** A call marked stale (no notification for ``WEBHOOK_STALE_AFTER_SECONDS``), or named by
@@ -32,11 +32,12 @@ from .actions import CallActions
 from .builders import GRAPH, result_info
 from .clock import iso
 from .errors import CallGone, GraphError, GraphNotConfigured, PayloadError, WebhookError
+from .events import Decision
 from .model import JSON, Call, Claims, Notification
 from .resources import canonical_id, parse_resource
 from .schemas import load_notifications
 from .settings import default
-from .state import Decision, claim_keepalive, reschedule_keepalive
+from .timers import claim_keepalive, reschedule_keepalive
 
 if TYPE_CHECKING:
     from .delivery import Delivery

@@ -26,9 +26,9 @@ from webhook.builders import (
 from webhook.scenarios import SCENARIOS
 from webhook.schemas import load_notifications
 from webhook.simulate import delivery
-from webhook.state import claim_keepalive
 from webhook.store import CallStore, SQLiteStore
 from webhook.store.base import COMPLETE_AT_ONCE, Lease
+from webhook.timers import claim_keepalive
 
 from ..conftest import ADMIN_TOKEN, Recorder
 from ..support import history_states, is_subsequence, store_of

@@ -23,9 +23,10 @@ from typing import Any
 from .. import codec
 from ..clock import iso
 from ..errors import StoreError
-from ..events import Event
+from ..events import Decision, Event
 from ..model import JSON, Call, Failure, Notification, StoredCall
-from ..state import Decision, Needs, decide, mark_stale, needs_of
+from ..state import Needs, decide, needs_of
+from ..timers import mark_stale
 
 logger = logging.getLogger("webhook.store")
 
@@ -150,7 +151,7 @@ class CallStore(abc.ABC):
 
     @abc.abstractmethod
     def keepalives_due(self, due_before: float, limit: int = 100) -> list[str]:
-        """Ids of calls that need ``keepAlive`` (:func:`~webhook.state.needs_keepalive`) and last got one
+        """Ids of calls that need ``keepAlive`` (:func:`~webhook.timers.needs_keepalive`) and last got one
         before ``due_before`` (epoch), longest waiting first."""
 
     #: Longest a delivered event's outbox row waits for this process's next commit to remove it (seconds).

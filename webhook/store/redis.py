@@ -44,10 +44,11 @@ from redis.exceptions import RedisClusterException, RedisError, WatchError
 from .. import codec
 from ..clock import epoch
 from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..events import Event
+from ..events import Decision, Event
 from ..model import Call, Failure, Notification
 from ..settings import default, masked_url
-from ..state import Decision, Needs, needs_keepalive
+from ..state import Needs
+from ..timers import needs_keepalive
 from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
 from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
 

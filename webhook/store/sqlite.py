@@ -29,10 +29,11 @@ from typing import Any
 from .. import codec
 from ..clock import iso
 from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..events import Event
+from ..events import Decision, Event
 from ..model import Call, Failure
 from ..settings import default
-from ..state import Decision, Needs, needs_keepalive
+from ..state import Needs
+from ..timers import needs_keepalive
 from .base import CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
 
 logger = logging.getLogger("webhook.store")
