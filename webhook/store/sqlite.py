@@ -35,81 +35,16 @@ from ..settings import default
 from ..state import Needs
 from ..timers import needs_keepalive
 from .base import CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
+from .sqlite_schema import SCHEMA_VERSION, migrate
 
 logger = logging.getLogger("webhook.store")
 
 _DELETE_EVENTS = "DELETE FROM outbox WHERE id IN ({})"
 
-_SCHEMA_VERSION = 5
 #: Transitions kept per call (the oldest go beyond; ``historyDropped`` counts them): WEBHOOK_HISTORY_LIMIT.
 HISTORY_LIMIT: int = default("HISTORY_LIMIT")
 #: Operations and tones kept per call, the latest.
 KEPT_PER_CALL = 1_000
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS calls (
-    id TEXT PRIMARY KEY,
-    state TEXT,
-    updated_at TEXT NOT NULL,
-    doc TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_id TEXT NOT NULL,
-    event TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    lease_until REAL NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 1,
-    created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS failures (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    call_id TEXT,
-    handler TEXT NOT NULL,
-    signal TEXT NOT NULL,
-    event TEXT NOT NULL,
-    error TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 1,
-    status TEXT NOT NULL DEFAULT 'pending',
-    first_at TEXT NOT NULL,
-    last_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS failures_by_status ON failures (status, id);
-CREATE INDEX IF NOT EXISTS outbox_by_owner ON outbox (owner, lease_until);
-CREATE TABLE IF NOT EXISTS call_history (
-    call_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    step TEXT NOT NULL,
-    PRIMARY KEY (call_id, seq)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS call_participants (
-    call_id TEXT NOT NULL,
-    position INTEGER NOT NULL,
-    doc TEXT NOT NULL,
-    PRIMARY KEY (call_id, position)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS call_operations (
-    id INTEGER PRIMARY KEY,
-    call_id TEXT NOT NULL,
-    op_id TEXT NOT NULL,
-    doc TEXT NOT NULL,
-    UNIQUE (call_id, op_id)
-);
-CREATE INDEX IF NOT EXISTS call_operations_in_order ON call_operations (call_id, id);
-CREATE TABLE IF NOT EXISTS call_tones (
-    id INTEGER PRIMARY KEY,
-    call_id TEXT NOT NULL,
-    sequence_id INTEGER,
-    doc TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS call_tones_in_order ON call_tones (call_id, id);
-CREATE INDEX IF NOT EXISTS call_tones_by_sequence ON call_tones (call_id, sequence_id);
-"""
-# Columns added after the first release, for databases created before them.
-_ADDED_COLUMNS = {
-    "seen_at": "ALTER TABLE calls ADD COLUMN seen_at TEXT",
-    "stale_since": "ALTER TABLE calls ADD COLUMN stale_since TEXT",
-    "keepalive_at": "ALTER TABLE calls ADD COLUMN keepalive_at TEXT",
-}
 
 
 class SQLiteStore(CallStore):
@@ -240,13 +175,13 @@ class SQLiteStore(CallStore):
         if self._schema_ready_in == identity:
             return
         with self._schema_lock:
-            if self._schema_ready_in == identity or self._schema_version(conn) == _SCHEMA_VERSION:
+            if self._schema_ready_in == identity or self._schema_version(conn) == SCHEMA_VERSION:
                 self._schema_ready_in = identity
                 return
             conn.execute("BEGIN IMMEDIATE")  # the lock: of several processes starting at once, one migrates
             try:
-                if self._schema_version(conn) != _SCHEMA_VERSION:
-                    _migrate(conn, self._write_rows)
+                if self._schema_version(conn) != SCHEMA_VERSION:
+                    migrate(conn, self._write_rows)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -256,7 +191,7 @@ class SQLiteStore(CallStore):
 
     def _schema_version(self, conn: sqlite3.Connection) -> int:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
-        if version > _SCHEMA_VERSION:
+        if version > SCHEMA_VERSION:
             raise ConfigError(f"the store {self.path} was written by a newer comms-webhook (schema {version}); upgrade")
         return int(version)
 
@@ -567,7 +502,7 @@ class SQLiteStore(CallStore):
             conn = self._connect()
             try:
                 with self._transaction(conn):
-                    conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")  # a write of the same value
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # a write of the same value
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
         self._fault = None
@@ -578,41 +513,6 @@ class SQLiteStore(CallStore):
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             conn.close()
         self._local = threading.local()
-
-
-def _migrate(conn: sqlite3.Connection, write_rows: Callable[[sqlite3.Connection, Call, Rows], None]) -> None:
-    """Bring an older (or empty) database to the current schema, inside the caller's write transaction."""
-    for statement in _SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(calls)")}
-    for column, statement in _ADDED_COLUMNS.items():
-        if column not in columns:
-            conn.execute(statement)
-    conn.execute("CREATE INDEX IF NOT EXISTS calls_by_seen ON calls (stale_since, seen_at)")
-    # Only calls that need keepAlive have a keepalive_at: the index holds the live ones, not the history.
-    conn.execute("CREATE INDEX IF NOT EXISTS calls_by_keepalive ON calls (keepalive_at) WHERE keepalive_at IS NOT NULL")
-    conn.execute("CREATE INDEX IF NOT EXISTS calls_by_state_heard ON calls (state, seen_at)")
-    conn.execute("CREATE INDEX IF NOT EXISTS calls_by_heard ON calls (seen_at)")
-    conn.execute("DROP INDEX IF EXISTS calls_by_state")  # listings follow seen_at now, as Redis's indexes do
-    conn.execute("DROP INDEX IF EXISTS calls_by_update")
-    _move_collections_to_rows(conn, write_rows)
-    conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-
-
-def _move_collections_to_rows(
-    conn: sqlite3.Connection, write_rows: Callable[[sqlite3.Connection, Call, Rows], None]
-) -> None:
-    """Schema 5: a call's history, roster, operations and tones leave its document for rows of their own (a
-    document rewritten whole on every notification cost as much as the call was long), written as every
-    decision writes its rows."""
-    for call_id, doc in conn.execute("SELECT id, doc FROM calls").fetchall():
-        stored = codec.loads(doc)
-        if not any(key in stored for key in ("history", "participants", "operations", "tones")):
-            continue
-        call = Call.from_dict(stored)
-        write_rows(conn, call, rows_of(Call(id=call_id), call, Needs(roster=True)))
-        conn.execute("UPDATE calls SET doc = ? WHERE id = ?", (codec.dumps(call.core_dict()), call_id))
 
 
 def _os_reason(exc: OSError) -> str:
