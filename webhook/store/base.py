@@ -78,11 +78,17 @@ class CallStore(abc.ABC):
         Raises :class:`~webhook.errors.StoreUnavailable` when the store cannot be reached or stays busy past
         its timeout; nothing is written in that case.
         """
+        self._check_writable()
         decision = self._decide_and_commit(
             notification.call_id, now, lambda current: decide(current, notification, now), lease, needs_of(notification)
         )
         assert decision is not None  # decide always decides
         return decision
+
+    def _check_writable(self) -> None:
+        """Raise :class:`~webhook.errors.StoreUnavailable` when a notification written now could be lost
+        after its 202 (an engine that knows such a state says so; by default none)."""
+        return
 
     def update(
         self,

@@ -45,11 +45,11 @@ from .. import codec
 from ..clock import epoch
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..events import Decision, Event
-from ..model import Call, Failure, Notification
+from ..model import Call, Failure
 from ..settings import default, masked_url
 from ..state import Needs
 from ..timers import needs_keepalive
-from .base import NO_LEASE, CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
+from .base import CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
 from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call
@@ -218,15 +218,8 @@ class RedisStore(CallStore):
 
     # Calls
 
-    def apply(
-        self,
-        notification: Notification,
-        now: str,
-        *,
-        lease: Lease = NO_LEASE,
-    ) -> Decision:
+    def _check_writable(self) -> None:
         self._check_memory_policy()  # a notification acknowledged into a Redis that evicts may vanish
-        return super().apply(notification, now, lease=lease)
 
     def _decide_and_commit(self, call_id: str, now: str, choose: Choose, lease: Lease, needs: Needs) -> Decision | None:
         """WATCH the call, let ``choose`` decide on what is stored, and commit in one MULTI/EXEC; decide again
