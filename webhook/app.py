@@ -14,13 +14,14 @@ from .actions import Binder
 from .auth import Verifier
 from .clock import utc_now
 from .delivery import Delivery
+from .environment import data_dir, environment_settings, unknown_environment_warnings
 from .graph import GraphClient
 from .journal import Journal
 from .keys import KeyCache
 from .plugins import load_plugins
 from .receiver import Receiver
 from .setting_types import PREFIX
-from .settings import Settings, data_dir, environment_settings, unknown_environment_warnings
+from .settings import Settings
 from .store import open_store
 from .sweeper import Sweeper
 from .upkeep import Upkeep

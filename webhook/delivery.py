@@ -7,7 +7,7 @@
   call's events reach them in the order they were committed (one lane per call). The pool drains on shutdown.
 - At least once: events with receivers are in the store's outbox, leased to this process, until every receiver
   has run. The sweeper (:mod:`webhook.sweeper`) delivers again the events of processes that died (same host)
-  or whose lease expired; :mod:`webhook.retry` runs a recorded failure again.
+  or whose lease expired; :mod:`webhook.failures` runs a recorded failure again.
 - Each handler's runs, failures and seconds are counted in the metrics (``comms_webhook_handler_*``); a
   handler slower than ``slow_seconds`` is logged as a warning with its name.
 """

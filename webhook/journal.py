@@ -14,21 +14,19 @@ lose the last lines (never the calls: the store is the system of record).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import re
 import threading
-import weakref
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from . import codec
 from .errors import ConfigError
+from .journal_files import OpenFiles, append_line, opened_as
 from .settings import default
 
 logger = logging.getLogger("webhook.journal")
@@ -84,7 +82,7 @@ class Journal:
         self.fsync = fsync
         self.clock = clock
         self._thread_lock = threading.Lock()
-        self._handles: dict[str, _OpenFiles] = {}
+        self._handles: dict[str, OpenFiles] = {}
         self._pruned_day: str | None = None
 
     def append(self, record: Mapping[str, Any], *, kind: str = "journal") -> None:
@@ -95,28 +93,28 @@ class Journal:
             handle = self._handle(kind)
             with handle.locked():
                 fd = self._current_fd(handle, kind, day, len(line))
-                _append_line(fd, line, fsync=self.fsync)
+                append_line(fd, line, fsync=self.fsync)
             if self._pruned_day != day:
                 self._pruned_day = day
                 self._prune(day)
 
-    def _handle(self, kind: str) -> _OpenFiles:
+    def _handle(self, kind: str) -> OpenFiles:
         """This process's open files of one kind (a forked child opens its own, and a lock file deleted or
         replaced is opened again: every process must lock the same file)."""
         handle = self._handles.get(kind)
         if handle is None or handle.pid != os.getpid() or not handle.holds_lock_file():
             if handle is not None and handle.pid == os.getpid():
                 handle.close()
-            handle = self._handles[kind] = _OpenFiles(self.folder / f".{kind}.lock")
+            handle = self._handles[kind] = OpenFiles(self.folder / f".{kind}.lock")
         return handle
 
-    def _current_fd(self, handle: _OpenFiles, kind: str, day: str, incoming: int) -> int:
+    def _current_fd(self, handle: OpenFiles, kind: str, day: str, incoming: int) -> int:
         """The open file to append to, under the folder lock. The lock file holds the current file's name, so
         that every process agrees on it without listing the folder at each append; the file stays open between
         appends, and is opened again when another process rotated, or when it was deleted or replaced."""
         name = handle.read_name()
         opened = (
-            _opened_as(self.folder / name, handle.fd)
+            opened_as(self.folder / name, handle.fd)
             if handle.fd >= 0 and name == handle.name and name.startswith(f"{kind}-{day}-")
             else None
         )
@@ -124,7 +122,7 @@ class Journal:
             handle.open(self._current_file(handle, name, kind, day, incoming))
         return handle.fd
 
-    def _current_file(self, handle: _OpenFiles, name: str, kind: str, day: str, incoming: int) -> Path:
+    def _current_file(self, handle: OpenFiles, name: str, kind: str, day: str, incoming: int) -> Path:
         """The file to append to now, given the lock file's ``name``; written to the lock file when it changes. The
         folder is listed only here."""
         path = self.folder / name if name else None
@@ -170,92 +168,6 @@ class Journal:
         """The journal files, oldest first."""
         named = [(m["day"], int(m["index"]), p) for p in self.folder.iterdir() if (m := _NAME.fullmatch(p.name))]
         return [path for day, index, path in sorted(named) if path.name.startswith(kind + "-")]
-
-
-def _append_line(fd: int, line: bytes, *, fsync: bool) -> None:
-    """Append the whole line or nothing: a full disk (or a file-size limit) makes ``write`` write part of it,
-    and a torn line would be glued to the next record. On failure the file is cut back to where the line began
-    (the folder lock is held, so nobody appended since), and the error is raised."""
-    start = os.fstat(fd).st_size
-    try:
-        rest = memoryview(line)
-        while rest:
-            rest = rest[os.write(fd, rest) :]
-        if fsync:
-            os.fsync(fd)
-    except OSError:
-        try:
-            os.ftruncate(fd, start)
-        except OSError as exc:
-            logger.error("could not cut a partly written journal line off %d bytes in: %s", start, exc)
-        raise
-
-
-class _OpenFiles:
-    """One process's lock file and current file of one kind, kept open between appends.
-
-    The lock file is locked (``flock``, exclusive) for each append, between processes; its content is the name of
-    the file being appended to.
-    """
-
-    def __init__(self, lock_path: Path) -> None:
-        self.pid = os.getpid()
-        self.lock_path = lock_path
-        self.lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o640)
-        self.fd, self.name = -1, ""
-        self._closer = weakref.finalize(self, _close_all, [self.lock_fd])
-
-    def _fds(self) -> list[int]:
-        return [fd for fd in (self.fd, self.lock_fd) if fd >= 0]
-
-    def holds_lock_file(self) -> bool:
-        """Whether the lock file open here is still the one its name gives."""
-        return _opened_as(self.lock_path, self.lock_fd) is not None
-
-    @contextmanager
-    def locked(self) -> Iterator[None]:
-        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
-
-    def read_name(self) -> str:
-        return os.pread(self.lock_fd, 256, 0).decode(errors="replace").strip()
-
-    def write_name(self, name: str) -> None:
-        os.ftruncate(self.lock_fd, 0)
-        os.pwrite(self.lock_fd, name.encode(), 0)
-
-    def open(self, path: Path) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        if self.fd >= 0:
-            os.close(self.fd)
-        self.fd, self.name = fd, path.name
-        self._closer.detach()
-        self._closer = weakref.finalize(self, _close_all, self._fds())
-
-    def close(self) -> None:
-        self._closer()
-        self.fd = self.lock_fd = -1
-
-
-def _opened_as(path: Path, fd: int) -> os.stat_result | None:
-    """The status of the file open as ``fd`` when ``path`` still names it; None when that file was deleted, moved
-    away or replaced since it was opened."""
-    try:
-        named = os.stat(path)
-    except FileNotFoundError:
-        return None
-    opened = os.fstat(fd)
-    return opened if (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev) else None
-
-
-def _close_all(fds: list[int]) -> None:
-    """Close a forgotten journal's files (run once: on close, or when its object is collected)."""
-    for fd in fds:
-        with suppress(OSError):
-            os.close(fd)
 
 
 class BadLine(ValueError):

@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import codec
 from .codes import explain
 from .resources import ResourceRef, parse_resource
 
@@ -383,52 +382,3 @@ class StoredCall(Call):
 
     def __repr__(self) -> str:
         return f"StoredCall(id={self.id!r}, state={self.state!r})"
-
-
-@dataclass(frozen=True)
-class Failure:
-    """A handler that raised on an event, kept until a retry succeeds (``comms-webhook failures``)."""
-
-    id: int
-    call_id: str | None
-    handler: str
-    signal: str
-    event: str  # the event, as Event.encode() wrote it
-    error: str  # the traceback of the last attempt
-    attempts: int
-    status: str  # "pending" or "resolved"
-    first_at: str
-    last_at: str
-
-    def to_dict(self) -> JSON:
-        return {
-            "id": self.id,
-            "callId": self.call_id,
-            "handler": self.handler,
-            "signal": self.signal,
-            "error": self.error,
-            "attempts": self.attempts,
-            "status": self.status,
-            "firstAt": self.first_at,
-            "lastAt": self.last_at,
-        }
-
-    def to_json(self) -> str:
-        """The whole failure, its event included, as JSON text; :meth:`from_json` reads it back."""
-        return codec.dumps({**self.to_dict(), "event": self.event})
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> Failure:
-        doc = codec.loads(text)
-        return cls(
-            id=doc["id"],
-            call_id=doc["callId"],
-            handler=doc["handler"],
-            signal=doc["signal"],
-            event=doc["event"],
-            error=doc["error"],
-            attempts=doc["attempts"],
-            status=doc["status"],
-            first_at=doc["firstAt"],
-            last_at=doc["lastAt"],
-        )

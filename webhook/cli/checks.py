@@ -39,9 +39,9 @@ def check_config() -> int:
 def _problems(settings: Settings) -> list[str]:
     """What would stop the receiver, or keep it from verifying Graph: each a sentence."""
     from ..app import create_app
+    from ..environment import unknown_environment_warnings
     from ..errors import WebhookError
     from ..keys import fetch_keys
-    from ..settings import unknown_environment_warnings
     from ..store import open_store
 
     problems = list(unknown_environment_warnings())

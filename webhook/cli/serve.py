@@ -31,8 +31,8 @@ def serve(bind: str | None, workers: int | None) -> None:
     Plugins named in WEBHOOK_PLUGINS are imported from the current directory too, as `flask run` does.
     """
     from ..app import create_app, load_settings
+    from ..environment import data_dir
     from ..http import EXTENSION
-    from ..settings import data_dir
 
     # Every worker and every later CLI command must use the same folder, wherever they are started from.
     os.environ["WEBHOOK_DATA_DIR"] = data_dir()

@@ -103,7 +103,7 @@ def failures(include_resolved: bool, as_json: bool, retry_ids: tuple[int, ...], 
 
 def _retry(state: WebhookState, wanted: list[int]) -> int:
     from ..errors import HandlerNotLoaded
-    from ..retry import retry_failure
+    from ..failures import retry_failure
 
     code = 0
     for failure_id in wanted:

@@ -24,7 +24,8 @@ from .. import codec
 from ..clock import iso
 from ..errors import StoreError
 from ..events import Decision, Event
-from ..model import JSON, Call, Failure, Notification, StoredCall
+from ..failures import Failure
+from ..model import JSON, Call, Notification, StoredCall
 from ..state import Needs, decide, needs_of
 from ..timers import mark_stale
 

@@ -45,7 +45,8 @@ from .. import codec
 from ..clock import epoch
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..events import Decision, Event
-from ..model import Call, Failure
+from ..failures import Failure
+from ..model import Call
 from ..settings import default, masked_url
 from ..state import Needs
 from ..timers import needs_keepalive

@@ -30,7 +30,8 @@ from .. import codec
 from ..clock import iso
 from ..errors import ConfigError, StoreError, StoreUnavailable
 from ..events import Decision, Event
-from ..model import Call, Failure
+from ..failures import Failure
+from ..model import Call
 from ..settings import default
 from ..state import Needs
 from ..timers import needs_keepalive

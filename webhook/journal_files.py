@@ -1,0 +1,102 @@
+"""The files of one process's journal: the folder's lock file and the current file of each kind, kept open
+between appends and checked against their names (a file deleted or replaced under a running receiver is
+noticed, not written into), and the append of one whole line.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+logger = logging.getLogger("webhook.journal")
+
+
+def append_line(fd: int, line: bytes, *, fsync: bool) -> None:
+    """Append the whole line or nothing: a full disk (or a file-size limit) makes ``write`` write part of it,
+    and a torn line would be glued to the next record. On failure the file is cut back to where the line began
+    (the folder lock is held, so nobody appended since), and the error is raised."""
+    start = os.fstat(fd).st_size
+    try:
+        rest = memoryview(line)
+        while rest:
+            rest = rest[os.write(fd, rest) :]
+        if fsync:
+            os.fsync(fd)
+    except OSError:
+        try:
+            os.ftruncate(fd, start)
+        except OSError as exc:
+            logger.error("could not cut a partly written journal line off %d bytes in: %s", start, exc)
+        raise
+
+
+class OpenFiles:
+    """One process's lock file and current file of one kind, kept open between appends.
+
+    The lock file is locked (``flock``, exclusive) for each append, between processes; its content is the name of
+    the file being appended to.
+    """
+
+    def __init__(self, lock_path: Path) -> None:
+        self.pid = os.getpid()
+        self.lock_path = lock_path
+        self.lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+        self.fd, self.name = -1, ""
+        self._closer = weakref.finalize(self, _close_all, [self.lock_fd])
+
+    def _fds(self) -> list[int]:
+        return [fd for fd in (self.fd, self.lock_fd) if fd >= 0]
+
+    def holds_lock_file(self) -> bool:
+        """Whether the lock file open here is still the one its name gives."""
+        return opened_as(self.lock_path, self.lock_fd) is not None
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+
+    def read_name(self) -> str:
+        return os.pread(self.lock_fd, 256, 0).decode(errors="replace").strip()
+
+    def write_name(self, name: str) -> None:
+        os.ftruncate(self.lock_fd, 0)
+        os.pwrite(self.lock_fd, name.encode(), 0)
+
+    def open(self, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.name = fd, path.name
+        self._closer.detach()
+        self._closer = weakref.finalize(self, _close_all, self._fds())
+
+    def close(self) -> None:
+        self._closer()
+        self.fd = self.lock_fd = -1
+
+
+def opened_as(path: Path, fd: int) -> os.stat_result | None:
+    """The status of the file open as ``fd`` when ``path`` still names it; None when that file was deleted, moved
+    away or replaced since it was opened."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return None
+    opened = os.fstat(fd)
+    return opened if (named.st_ino, named.st_dev) == (opened.st_ino, opened.st_dev) else None
+
+
+def _close_all(fds: list[int]) -> None:
+    """Close a forgotten journal's files (run once: on close, or when its object is collected)."""
+    for fd in fds:
+        with suppress(OSError):
+            os.close(fd)
