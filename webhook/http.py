@@ -10,15 +10,14 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import math
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
-from werkzeug.exceptions import ClientDisconnected, HTTPException
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import ClientDisconnected
 
 from . import logs, metrics
 from .auth import Verifier
@@ -31,7 +30,6 @@ from .errors import (
     PayloadTooLarge,
     RequestError,
     RequestTimeout,
-    StoreUnavailable,
     UnsupportedMediaType,
     WebhookError,
 )
@@ -114,8 +112,8 @@ def receive_notifications() -> Response:
         decisions = state.receiver.receive(body, claims, _correlation())
         g.webhook_calls = sorted({d.call.id for d in decisions if d.call is not None})
         if state.journal is not None and state.settings.journal == "on":
-            record = {"receivedAt": received_at, "tenant": claims.tenant_id, "body": _text(raw)}
-            _journal(state.journal, "journal", record)
+            record = {"receivedAt": received_at, "tenant": claims.tenant_id, "body": body_text(raw)}
+            append_to_journal(state.journal, "journal", record)
     accepted = Response(status=202)
     del accepted.headers["Content-Type"]  # nothing to type: Flask's default would say text/html
     return accepted
@@ -147,11 +145,11 @@ def _read_body(timeout: float) -> bytes:
         ) from exc
 
 
-def _text(raw: bytes) -> str:
+def body_text(raw: bytes) -> str:
     return raw.decode(json.detect_encoding(raw), errors="replace")
 
 
-def _journal(journal: Journal, kind: str, fields: dict[str, Any]) -> None:
+def append_to_journal(journal: Journal, kind: str, fields: dict[str, Any]) -> None:
     """Append to the journal (``fields`` may carry an earlier ``receivedAt``); a journal that cannot be written
     is logged and counted, never fatal: the call was stored, and losing Graph's event over a debugging aid
     would be worse."""
@@ -297,81 +295,3 @@ def readyz() -> tuple[Response, int]:
     checks["plugins"] = {"ok": True, "loaded": [plugin.name for plugin in state.plugins]}
     ready = all(check["ok"] for check in checks.values())
     return jsonify({"status": "ready" if ready else "not ready", "checks": checks}), 200 if ready else 503
-
-
-def _error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> Response:
-    response = jsonify({"error": code, "message": message, "details": details or {}})
-    response.status_code = status
-    return response
-
-
-def _handle_webhook_error(exc: WebhookError) -> Response:
-    response = _error_response(exc.status, exc.code, exc.public_message, exc.details)
-    _count_refusal(exc.status, exc.code, exc.details)
-    _journal_rejected(exc.status, exc.code, exc.message)
-    if isinstance(exc, AuthError):
-        # RFC 6750: error="invalid_token" for a token that fails verification, a bare challenge otherwise.
-        response.headers["WWW-Authenticate"] = (
-            'Bearer error="invalid_token"' if exc.code == "invalid_token" else "Bearer"
-        )
-    if exc.status == 503 and exc.retry_after:
-        response.headers["Retry-After"] = str(math.ceil(exc.retry_after))  # whole seconds, as RFC 9110 wants
-    if exc.status >= 500:
-        logger.error("%s: %s", exc.code, exc.message)
-    return response
-
-
-def _is_callback() -> bool:
-    """Whether this request is Graph's POST to the callback URL (refusals of others are not counted)."""
-    return request.method == "POST" and request.url_rule is not None and request.url_rule.rule == "/api/calls"
-
-
-def _count_refusal(status: int, code: str, details: dict[str, Any]) -> None:
-    if not _is_callback():
-        return
-    if code == StoreUnavailable.code:
-        metrics.store_errors.inc()
-    elif 400 <= status < 500:
-        metrics.rejections.labels(code).inc()
-        if code == "invalid_token" and "reason" in details:
-            metrics.auth_failures.labels(details["reason"]).inc()
-
-
-def _journal_rejected(status: int, code: str, message: str) -> None:
-    if not _is_callback():
-        return
-    state = webhook_state()
-    if state.journal is None or state.settings.journal_rejected != "on" or status >= 500:
-        return
-    raw = g.get("webhook_body")
-    fields: dict[str, Any] = {"status": status, "error": code, "message": message}
-    if raw is not None and len(raw) <= state.settings.max_body_bytes:
-        fields["body"] = _text(raw)
-    _journal(state.journal, "rejected", fields)
-
-
-def _handle_http_exception(exc: HTTPException) -> Response:
-    status = exc.code or 500
-    code = re.sub(r"[^a-z0-9]+", "_", (exc.name or "error").lower()).strip("_")
-    message = exc.description or exc.name or "error"
-    if status == 413:
-        message = "The body exceeds the size limit (WEBHOOK_MAX_BODY_BYTES)."
-        code = PayloadTooLarge.code
-        _journal_rejected(status, code, message)
-    _count_refusal(status, code, {})
-    response = _error_response(status, code, message)
-    allowed = dict(exc.get_headers()).get("Allow")
-    if allowed:
-        response.headers["Allow"] = allowed
-    return response
-
-
-def _handle_unexpected(exc: Exception) -> Response:
-    logger.exception("unexpected error while handling %s %s", request.method, request.path)
-    return _error_response(500, "internal_error", "An unexpected error occurred; it was logged on the server.")
-
-
-def register_error_handlers(app: Flask) -> None:
-    app.register_error_handler(WebhookError, _handle_webhook_error)
-    app.register_error_handler(HTTPException, _handle_http_exception)
-    app.register_error_handler(Exception, _handle_unexpected)
