@@ -11,8 +11,8 @@ from webhook import create_app, on
 from webhook.builders import call_notification, envelope, new_id
 from webhook.clock import utc_now
 from webhook.http import EXTENSION
+from webhook.parse import load_notifications
 from webhook.receiver import decode_body
-from webhook.schemas import load_notifications
 from webhook.store.base import Lease
 from webhook.testing import LocalGraphKeys
 

@@ -21,7 +21,7 @@ from werkzeug.serving import make_server
 
 from webhook.events import Event
 from webhook.model import Call
-from webhook.schemas import load_notifications
+from webhook.parse import load_notifications
 from webhook.state import decide
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import pytest
 from webhook.builders import call_notification, envelope, result_info
 from webhook.codes import as_int, explain
 from webhook.errors import PayloadError
-from webhook.schemas import load_notifications
+from webhook.parse import load_notifications
 
 
 @pytest.mark.parametrize(

@@ -229,7 +229,7 @@ _LEAVE_AN_EVENT = """
 import os, signal, sys, time
 from webhook.builders import envelope, incoming_call
 from webhook.owners import process_owner
-from webhook.schemas import load_notifications
+from webhook.parse import load_notifications
 from webhook.store import open_store
 from webhook.store.base import Lease
 store = open_store(sys.argv[1])

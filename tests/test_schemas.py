@@ -21,7 +21,9 @@ from webhook.builders import (
     tone_notification,
 )
 from webhook.errors import PayloadError
-from webhook.schemas import EnvelopeSchema, ParticipantSchema, load_notifications, plain_notifications, plain_roster
+from webhook.parse import load_notifications
+from webhook.plain import plain_notifications, plain_roster
+from webhook.schemas import EnvelopeSchema, ParticipantSchema
 
 from .support import CAPTURED, docs_files, load_json
 
@@ -260,7 +262,8 @@ def test_the_short_way_for_bodies_agrees_with_the_schemas_or_leaves_the_body_to_
 def test_the_short_way_reads_the_fields_it_checks_off_the_schemas_and_refuses_one_it_cannot_check() -> None:
     from marshmallow import fields
 
-    from webhook.schemas import GraphSchema, _json_types
+    from webhook.plain import _json_types
+    from webhook.schemas import GraphSchema
 
     class Counted(GraphSchema):
         label = fields.String(allow_none=True)

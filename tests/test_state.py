@@ -22,8 +22,8 @@ from webhook.builders import (
 )
 from webhook.model import CALL_STATES, Call, Claims
 from webhook.operations import operation_type
+from webhook.parse import load_notifications
 from webhook.scenarios import SCENARIOS
-from webhook.schemas import load_notifications
 from webhook.state import decide, rank
 from webhook.timers import claim_keepalive, needs_keepalive, reschedule_keepalive
 

@@ -112,7 +112,7 @@ class Notification:
 
     def _data_is_raw(self) -> bool:
         """True when the data is the raw roster, the very entries (a roster as Graph sends it is not rewritten
-        by validation: see :func:`webhook.schemas.plain_roster`)."""
+        by validation: see :func:`webhook.plain.plain_roster`)."""
         data, raw = self.data, self.raw.get("resourceData")
         return (
             isinstance(data, list)

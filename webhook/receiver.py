@@ -19,7 +19,7 @@ from .delivery import Delivery
 from .errors import PayloadError
 from .events import Decision, Event
 from .model import Claims, Notification
-from .schemas import load_notifications
+from .parse import load_notifications
 from .settings import default
 from .store.base import CallStore
 

@@ -34,8 +34,8 @@ from .clock import iso
 from .errors import CallGone, GraphError, GraphNotConfigured, PayloadError, WebhookError
 from .events import Decision
 from .model import JSON, Call, Claims, Notification
+from .parse import load_notifications
 from .resources import canonical_id, parse_resource
-from .schemas import load_notifications
 from .settings import default
 from .timers import claim_keepalive, reschedule_keepalive
 

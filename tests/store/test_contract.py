@@ -23,8 +23,8 @@ from webhook.builders import (
     roster_notification,
     tone_notification,
 )
+from webhook.parse import load_notifications
 from webhook.scenarios import SCENARIOS
-from webhook.schemas import load_notifications
 from webhook.simulate import delivery
 from webhook.store import CallStore, SQLiteStore
 from webhook.store.base import COMPLETE_AT_ONCE, Lease

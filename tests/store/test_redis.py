@@ -25,8 +25,8 @@ from webhook.builders import (
     roster_notification,
     tone_notification,
 )
+from webhook.parse import load_notifications
 from webhook.scenarios import SCENARIOS, make_calls
-from webhook.schemas import load_notifications
 from webhook.simulate import delivery, send_all
 from webhook.state import decide
 from webhook.store import open_store

@@ -16,7 +16,7 @@ import pytest
 from webhook import ConfigError, create_app
 from webhook.builders import call_notification, envelope, incoming_call, new_id, participant, roster_notification
 from webhook.http import EXTENSION
-from webhook.schemas import load_notifications
+from webhook.parse import load_notifications
 from webhook.store import open_store
 
 from ..conftest import Recorder
