@@ -9,11 +9,12 @@ from typing import Any
 import pytest
 
 from webhook import on
-from webhook.actions import CallActions, MediaPrompt, identity
+from webhook.actions import CallActions, identity
 from webhook.errors import CallGone, GraphError, GraphForbidden, GraphNotConfigured, GraphThrottled, GraphUnreachable
 from webhook.fakegraph import FakeGraph
 from webhook.graph import GraphClient, actions_for
 from webhook.http import EXTENSION
+from webhook.operation import MediaPrompt
 
 from .conftest import ADMIN_TOKEN
 from .support import Served, history_states

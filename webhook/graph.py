@@ -15,12 +15,11 @@ Transport rules, because a repeated POST can answer, play or invite twice:
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urljoin
 
 import requests
@@ -28,21 +27,16 @@ from requests.adapters import HTTPAdapter
 
 from . import metrics
 from .errors import (
-    CallGone,
     GraphError,
-    GraphForbidden,
     GraphNotConfigured,
-    GraphThrottled,
     GraphUnreachable,
 )
+from .graph_errors import RETRIED, graph_error, json_of, retry_after_of
 from .settings import Settings, default
 
 logger = logging.getLogger("webhook.graph")
 
 SCOPE = "https://graph.microsoft.com/.default"
-E = TypeVar("E", bound=GraphError)
-_RETRIED = (429, 503, 504)
-_PERMISSION = re.compile(r"\b(?:Calls|OnlineMeetings|OnlineMeetingArtifact)\.[A-Za-z]+(?:\.[A-Za-z]+)*\b")
 _MAX_REDIRECTS = 5
 
 
@@ -198,8 +192,8 @@ class GraphClient:
                 redirects += 1
                 url = urljoin(url, response.headers["Location"])
                 continue
-            wait = _retry_after(response)
-            if status in _RETRIED and wait is not None and time.monotonic() + wait < deadline:
+            wait = retry_after_of(response)
+            if status in RETRIED and wait is not None and time.monotonic() + wait < deadline:
                 metrics.graph_retries.labels(action).inc()
                 logger.warning(
                     "Graph answered %s to %s on call %s (client-request-id %s): retrying in %.1fs, as it asks",
@@ -212,8 +206,8 @@ class GraphClient:
                 time.sleep(wait)
                 continue
             if status >= 300:
-                raise _error(response, action, call_id, request_id, wait)
-            return GraphResponse(status, _json(response), dict(response.headers))
+                raise graph_error(response, action, call_id, request_id, wait)
+            return GraphResponse(status, json_of(response), dict(response.headers))
 
     def _send(
         self,
@@ -254,64 +248,6 @@ class GraphClient:
             request_id,
         )
         return response
-
-
-def _json(response: requests.Response) -> Any:
-    if not response.content:
-        return None
-    try:
-        return response.json()
-    except ValueError:
-        return None
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    text = response.headers.get("Retry-After", "").strip()
-    try:
-        return max(0.0, float(text)) if text else None
-    except ValueError:
-        return None  # an HTTP date: Graph sends seconds; a date is not worth a guess
-
-
-def _error(
-    response: requests.Response, action: str, call_id: str | None, request_id: str, wait: float | None
-) -> GraphError:
-    status = response.status_code
-    body = _json(response)
-    error = body.get("error") if isinstance(body, dict) else None
-    error = error if isinstance(error, dict) else {}
-    code, message = str(error.get("code") or ""), str(error.get("message") or response.reason or "")
-    inner = error.get("innerError") or error.get("innererror") or {}
-    graph_request_id = str(inner.get("request-id") or response.headers.get("request-id") or "")
-    text = f"{action} on call {call_id}: Graph answered {status} {code}: {message} (request-id {graph_request_id})"
-
-    def make(kind: type[E], message: str) -> E:
-        return kind(
-            message,
-            status=status,
-            graph_code=code,
-            request_id=graph_request_id,
-            client_request_id=request_id,
-            action=action,
-        )
-
-    if 300 <= status < 400:
-        return make(GraphError, f"{text}: a {status} redirect is not followed (it would turn the POST into a GET)")
-    if status == 404:
-        return make(CallGone, text)
-    if status == 403:
-        forbidden = make(GraphForbidden, text)
-        found = _PERMISSION.search(message)
-        forbidden.permission = found.group(0) if found else None
-        return forbidden
-    if status in _RETRIED:
-        throttled = make(
-            GraphThrottled,
-            text + ("" if wait is None else f"; it asked for {wait:g}s more than the deadline"),
-        )
-        throttled.retry_after = wait
-        return throttled
-    return make(GraphError, text)
 
 
 def actions_for(call_id: str, tenant_id: str) -> Any:
