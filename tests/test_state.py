@@ -20,7 +20,8 @@ from webhook.builders import (
     roster_notification,
     tone_notification,
 )
-from webhook.model import CALL_STATES, Call, Claims
+from webhook.model import CALL_STATES, Call
+from webhook.notification import Claims
 from webhook.operations import operation_type
 from webhook.parse import load_notifications
 from webhook.scenarios import SCENARIOS

@@ -13,7 +13,7 @@ _EXPORTS = {
     "Call": "model",
     "CallGone": "errors",
     "CallStore": "store",
-    "Claims": "model",
+    "Claims": "notification",
     "ConfigError": "errors",
     "Decision": "events",
     "Event": "events",
@@ -26,7 +26,7 @@ _EXPORTS = {
     "HandlerNotLoaded": "errors",
     "KeysUnavailable": "errors",
     "NotFound": "errors",
-    "Notification": "model",
+    "Notification": "notification",
     "Party": "model",
     "PayloadError": "errors",
     "Receiver": "receiver",
@@ -74,7 +74,8 @@ if TYPE_CHECKING:
     )
     from .events import Decision as Decision, Event as Event
     from .handlers import on as on
-    from .model import Call as Call, Claims as Claims, Notification as Notification, Party as Party
+    from .model import Call as Call, Party as Party
+    from .notification import Claims as Claims, Notification as Notification
     from .receiver import Receiver as Receiver
     from .signals import (
         call_media_active as call_media_active,

@@ -24,7 +24,7 @@ import jwt
 
 from .errors import AuthError
 from .keys import KeyCache
-from .model import Claims
+from .notification import Claims
 from .settings import default
 
 logger = logging.getLogger("webhook.auth")

@@ -2,7 +2,7 @@
 records (plain JSON, decoded back into an :class:`Event`).
 
 An event's keyword arguments are JSON already, except ``call`` (a :class:`~webhook.model.Call`) and
-``notification`` (a :class:`~webhook.model.Notification`, kept as its own document). A call is kept as its own
+``notification`` (a :class:`~webhook.notification.Notification`, kept as its own document). A call is kept as its own
 record only (:meth:`~webhook.model.Call.core_dict`): its history, roster, operations and tones are read from the
 store when the decoded event's handlers use them, so that an event costs the same on a call of ten transitions
 as on one of ten thousand. (Rows written by earlier releases carry the whole call, and still decode.)
@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import codec
-from .model import COLLECTIONS, Call, Loader, Notification, StoredCall
+from .model import COLLECTIONS, Call
+from .notification import Notification
+from .stored import Loader, StoredCall
 
 Outcome = Literal["applied", "updated", "duplicate", "stale", "ignored"]
 

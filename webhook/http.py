@@ -35,7 +35,8 @@ from .errors import (
 )
 from .graph import GraphClient
 from .journal import Journal, correlation_headers
-from .model import CALL_STATES, Claims, canonical_enum
+from .model import CALL_STATES, canonical_enum
+from .notification import Claims
 from .plugins import LoadedPlugin
 from .receiver import Receiver, decode_body
 from .resources import canonical_id

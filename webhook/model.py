@@ -1,4 +1,5 @@
-"""The plain objects the core passes around: a notification as validated, a call as stored.
+"""The plain objects the core passes around: a call as stored, and who is on it (the notification that
+changes it is :mod:`webhook.notification`'s; a call read from a store, :mod:`webhook.stored`'s).
 
 No Flask and no I/O here. :class:`Call` round-trips through :meth:`Call.to_dict` / :meth:`Call.from_dict`,
 which is also what the stores persist and what the read API shows.
@@ -6,12 +7,11 @@ which is also what the stores persist and what the read API shows.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from .codes import explain
-from .resources import ResourceRef, parse_resource
 
 JSON = dict[str, Any]
 
@@ -42,88 +42,6 @@ def canonical_enum(value: str, known: Iterable[str]) -> str:
         if candidate.lower() == lowered:
             return candidate
     return value
-
-
-@dataclass(frozen=True)
-class Claims:
-    """What a verified token says about the sender (filled by the auth layer; empty when auth is off)."""
-
-    tenant_id: str | None = None
-    app_id: str | None = None
-    issuer: str | None = None
-
-    def to_dict(self) -> dict[str, str | None]:
-        """The fields by name, as ``Claims(**claims.to_dict())`` reads them back."""
-        return {"tenant_id": self.tenant_id, "app_id": self.app_id, "issuer": self.issuer}
-
-
-@dataclass(frozen=True)
-class Notification:
-    """One validated ``commsNotification``.
-
-    ``data`` is ``resourceData`` after validation: numbers normalized, unknown fields kept as sent. It is a
-    dict for call and operation notifications and a list of dicts for rosters. ``raw`` is the notification
-    exactly as it arrived.
-    """
-
-    change_type: str
-    resource: ResourceRef
-    data: Any
-    raw: JSON
-    claims: Claims = field(default_factory=Claims)
-    #: Who told us: ``graph`` (a callback), or this receiver reading Graph itself (``resync``, ``keepAlive``:
-    #: see :mod:`webhook.upkeep`).
-    origin: str = "graph"
-
-    @property
-    def call_id(self) -> str:
-        return self.resource.call_id
-
-    @property
-    def kind(self) -> str:
-        return self.resource.kind
-
-    def with_claims(self, claims: Claims) -> Notification:
-        return replace(self, claims=claims)
-
-    def to_document(self) -> JSON:
-        """The notification as JSON (what the outbox keeps); :meth:`from_document` reads it back. A roster's
-        data that is its raw ``resourceData`` entry for entry is kept once, as the raw body."""
-        return {
-            "changeType": self.change_type,
-            "path": self.resource.path,
-            "data": _RAW if self._data_is_raw() else self.data,
-            "raw": self.raw,
-            "claims": self.claims.to_dict(),
-            "origin": self.origin,
-        }
-
-    @classmethod
-    def from_document(cls, doc: Mapping[str, Any]) -> Notification:
-        data = doc["data"]
-        return cls(
-            change_type=doc["changeType"],
-            resource=parse_resource(doc["path"]),
-            data=list(doc["raw"].get("resourceData") or []) if data == _RAW else data,
-            raw=doc["raw"],
-            claims=Claims(**doc["claims"]),
-            origin=doc.get("origin", "graph"),
-        )
-
-    def _data_is_raw(self) -> bool:
-        """True when the data is the raw roster, the very entries (a roster as Graph sends it is not rewritten
-        by validation: see :func:`webhook.plain.plain_roster`)."""
-        data, raw = self.data, self.raw.get("resourceData")
-        return (
-            isinstance(data, list)
-            and isinstance(raw, list)
-            and len(data) == len(raw)
-            and all(entry is sent for entry, sent in zip(data, raw, strict=True))
-        )
-
-
-#: Stands for a roster notification's data when it is its raw ``resourceData`` entry for entry.
-_RAW = {"__raw_resource_data__": True}
 
 
 @dataclass(frozen=True)
@@ -335,50 +253,3 @@ _COLLECTION_KEYS = frozenset(("participants", "operations", "tones", "history", 
 #: The collections of a call, by attribute.
 COLLECTIONS = ("history", "participants", "operations", "tones")
 _SCALARS = tuple(name for name in Call.__dataclass_fields__ if name not in (*COLLECTIONS, "data", "stale", "end"))
-
-#: Reads one collection of a stored call (``"history"``, ``"participants"``, ``"operations"``, ``"tones"``).
-Loader = Callable[[str], Any]
-_NOT_READ = object()
-
-
-def _read_when_used(name: str) -> property:
-    def get(self: StoredCall) -> Any:
-        value = self.__dict__.get("_" + name, _NOT_READ)
-        if value is _NOT_READ:
-            value = self.__dict__["_" + name] = self._loader(name)
-        return value
-
-    def put(self: StoredCall, value: Any) -> None:
-        self.__dict__["_" + name] = value
-
-    return property(get, put, doc=f"The call's {name}, read from the store when first used.")
-
-
-class StoredCall(Call):
-    """A call as a store has it, whose history, roster, operations and tones are read when first used.
-
-    What handlers receive and the read API shows: the same fields as :class:`Call`; reading a collection costs
-    one read of the store (the history as it was when the event was committed; the roster, operations and tones
-    as they are when first read).
-    """
-
-    history = _read_when_used("history")
-    participants = _read_when_used("participants")
-    operations = _read_when_used("operations")
-    tones = _read_when_used("tones")
-    _loader: Loader
-
-    @classmethod
-    def of(cls, call: Call, loader: Loader, known: Mapping[str, Any] | None = None) -> StoredCall:
-        """``call``'s fields, with the collections in ``known`` as given and the others read by ``loader``."""
-        stored = cls.__new__(cls)
-        for name in Call.__dataclass_fields__:
-            if name not in COLLECTIONS:
-                stored.__dict__[name] = getattr(call, name)
-        for name, value in (known or {}).items():
-            stored.__dict__["_" + name] = value
-        stored._loader = loader
-        return stored
-
-    def __repr__(self) -> str:
-        return f"StoredCall(id={self.id!r}, state={self.state!r})"

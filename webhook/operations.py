@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from .codes import as_int
 from .events import Decision, Event
-from .model import JSON, Call, Notification
+from .model import JSON, Call
+from .notification import Notification
 
 _TERMINAL_OPERATION_STATUSES = {"completed", "failed"}
 

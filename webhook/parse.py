@@ -8,7 +8,7 @@ from typing import Any
 from marshmallow import ValidationError
 
 from .errors import PayloadError
-from .model import Notification
+from .notification import Notification
 from .plain import plain_notifications
 from .schemas import EnvelopeSchema
 

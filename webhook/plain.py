@@ -9,7 +9,8 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
-from .model import CHANGE_TYPES, Notification, canonical_enum
+from .model import CHANGE_TYPES, canonical_enum
+from .notification import Notification
 from .resources import ResourceError, parse_resource
 from .schemas import CallSchema, GraphInt, OperationSchema, ParticipantSchema, ResultInfoSchema, ToneInfoSchema
 

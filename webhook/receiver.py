@@ -18,7 +18,7 @@ from .clock import utc_now
 from .delivery import Delivery
 from .errors import PayloadError
 from .events import Decision, Event
-from .model import Claims, Notification
+from .notification import Claims, Notification
 from .parse import load_notifications
 from .settings import default
 from .store.base import CallStore

@@ -5,7 +5,7 @@ Graph adds fields and enum values over time, and answering 400 for one of them w
 Every schema therefore includes unknown fields as sent, and no enum is closed.
 
 :func:`webhook.parse.load_notifications` is the one entry point: it takes the decoded JSON body and returns
-validated :class:`~webhook.model.Notification` objects, or raises :class:`~webhook.errors.PayloadError` naming
+validated :class:`~webhook.notification.Notification` objects, or raises :class:`~webhook.errors.PayloadError` naming
 every field that was wrong; bodies as Graph sends them take the short way (:mod:`webhook.plain`), whose output
 equals these schemas'.
 """
@@ -17,7 +17,8 @@ from typing import Any
 from marshmallow import INCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from .codes import as_int
-from .model import CHANGE_TYPES, Notification, canonical_enum
+from .model import CHANGE_TYPES, canonical_enum
+from .notification import Notification
 from .resources import ResourceError, parse_resource
 
 

@@ -32,7 +32,8 @@ from typing import Any
 from . import roster as rosters
 from .codes import as_int
 from .events import Decision, Event
-from .model import CALL_STATES, JSON, Call, Notification, canonical_enum
+from .model import CALL_STATES, JSON, Call, canonical_enum
+from .notification import Notification
 from .operations import decide_operation, operation_id, result_failed
 
 _RANK = {

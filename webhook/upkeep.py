@@ -33,7 +33,8 @@ from .builders import GRAPH, result_info
 from .clock import iso
 from .errors import CallGone, GraphError, GraphNotConfigured, PayloadError, WebhookError
 from .events import Decision
-from .model import JSON, Call, Claims, Notification
+from .model import JSON, Call
+from .notification import Claims, Notification
 from .parse import load_notifications
 from .resources import canonical_id, parse_resource
 from .settings import default

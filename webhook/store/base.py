@@ -25,8 +25,10 @@ from ..clock import iso
 from ..errors import StoreError
 from ..events import Decision, Event
 from ..failures import Failure
-from ..model import JSON, Call, Notification, StoredCall
+from ..model import JSON, Call
+from ..notification import Notification
 from ..state import Needs, decide, needs_of
+from ..stored import StoredCall
 from ..timers import mark_stale
 
 logger = logging.getLogger("webhook.store")
