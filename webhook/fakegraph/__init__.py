@@ -40,7 +40,7 @@ from typing import Any
 
 from ..builders import GRAPH, JSON
 from ..testing import LocalGraphKeys
-from . import calls as graph
+from . import actions, calls as graph
 from .calls import ANSWER_DEADLINE_SECONDS, FakeCall, GraphError
 from .notifier import Delivery, Notifier
 from .server import STATUS_CODES, aad_error, graph_error, handler, route as route_of
@@ -539,11 +539,11 @@ class FakeGraph:
             self.notifier.send(call.callback_uri, call.tenant_id, reply.then)
         return reply.status, reply.body, reply.headers
 
-    def _act(self, route: str, call: FakeCall, body: Any) -> graph.Reply:
+    def _act(self, route: str, call: FakeCall, body: Any) -> actions.Reply:
         """Carry out an action (or the DELETE) on a call that is still up; under the lock."""
         if route == "delete":
-            return graph.hang_up(call, self.now())
-        action = graph.ACTIONS.get(route)
+            return actions.hang_up(call, self.now())
+        action = actions.ACTIONS.get(route)
         if action is None:
             raise GraphError(400, "BadRequest", f"Unknown action {route}.")
         if not isinstance(body, dict):
