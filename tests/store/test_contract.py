@@ -27,7 +27,8 @@ from webhook.parse import load_notifications
 from webhook.scenarios import SCENARIOS
 from webhook.simulate import delivery
 from webhook.store import CallStore, SQLiteStore
-from webhook.store.base import COMPLETE_AT_ONCE, Lease
+from webhook.store.base import Lease
+from webhook.store.completions import COMPLETE_AT_ONCE
 from webhook.timers import claim_keepalive
 
 from ..conftest import ADMIN_TOKEN, Recorder

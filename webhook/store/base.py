@@ -1,4 +1,4 @@
-"""The call store interface, and what both engines share: how a decision becomes the rows it changes.
+"""The call store interface (what both engines share beyond it: :mod:`.rows`, :mod:`.completions`).
 
 A store keeps one record per call and makes :func:`webhook.state.decide` atomic: ``apply`` reads the call,
 decides, and writes the result in one transaction, so that with any number of processes applying
@@ -11,27 +11,24 @@ are claimed again by :meth:`CallStore.claim_orphans`: no applied transition is s
 from __future__ import annotations
 
 import abc
-import atexit
-import logging
 import os
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from .. import codec
 from ..clock import iso
-from ..errors import StoreError
 from ..events import Decision, Event
 from ..failures import Failure
-from ..model import JSON, Call
+from ..model import Call
 from ..notification import Notification
 from ..state import Needs, decide, needs_of
 from ..stored import StoredCall
 from ..timers import mark_stale
+from .completions import Completions
 
-logger = logging.getLogger("webhook.store")
+#: Held while a store makes its process's queue of completions (once per store and process).
+_COMPLETIONS_LOCK = threading.Lock()
 
 #: Decides what to write to one call, given the call as stored (None if never seen); None writes nothing.
 Choose = Callable[["Call | None"], "Decision | None"]
@@ -238,132 +235,3 @@ class CallStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for engines without resources
         """Release connections held by this process."""
-
-
-_COMPLETIONS_LOCK = threading.Lock()
-#: The most delivered rows one statement removes (SQLite caps a statement's parameters; a backlog left by a store
-#: that failed for a while leaves in several commits).
-COMPLETE_AT_ONCE = 500
-_QUEUES: weakref.WeakSet[Completions] = weakref.WeakSet()
-
-
-@atexit.register
-def _flush_at_exit() -> None:
-    """A process that ends normally (a CLI command, a script, a worker's exit) leaves no delivered row behind."""
-    for queue in list(_QUEUES):
-        if queue.pid == os.getpid():
-            queue.flush()
-
-
-class Completions:
-    """Outbox rows of events delivered in this process, waiting to be removed: taken by the next commit, which
-    deletes them in its own transaction, or removed by ``remove`` within ``within`` seconds, whichever is first.
-    Thread-safe; each id is taken once."""
-
-    def __init__(self, remove: Callable[[list[int]], None], within: float) -> None:
-        self.pid = os.getpid()
-        self._remove, self._within = remove, within
-        self._ids: list[int] = []
-        self._lock = threading.Lock()
-        self._timer: threading.Timer | None = None
-        _QUEUES.add(self)
-
-    def add(self, event_ids: list[int], *, first: bool = False) -> None:
-        """Queue ids (``first``: ahead of the others, for ids given back by a commit that did not happen)."""
-        if not event_ids:
-            return
-        with self._lock:
-            if first:
-                self._ids[:0] = event_ids
-            else:
-                self._ids.extend(event_ids)
-            if self._timer is None:
-                self._timer = threading.Timer(self._within, self.flush)
-                self._timer.daemon = True
-                self._timer.start()
-
-    def take(self, limit: int = COMPLETE_AT_ONCE) -> list[int]:
-        """At most ``limit`` ids for a commit to delete (the rest wait for the next), oldest first;
-        ``add(ids, first=True)`` gives them back if it does not commit."""
-        with self._lock:
-            taken, self._ids = self._ids[:limit], self._ids[limit:]
-            return taken
-
-    def flush(self) -> None:
-        """Remove every queued row now, in a write of its own; kept queued, for later, if the store fails."""
-        with self._lock:
-            if self._timer is not None:
-                self._timer.cancel()  # a no-op when the timer itself is what runs this
-                self._timer = None
-        while taken := self.take():
-            try:
-                self._remove(taken)
-            except StoreError as exc:  # still leased to this process: removed later, or delivered again if it dies
-                logger.warning(
-                    "could not remove %d delivered event(s) from the outbox yet: %s", len(taken), exc.message
-                )
-                self.add(taken, first=True)
-                return
-
-
-@dataclass(frozen=True)
-class Rows:
-    """What a decision changed beyond the call's own record, as rows: what both engines write.
-
-    ``history``: new transitions with their sequence numbers; ``roster``: participants to (re)write by position
-    and the roster's new length (positions from there on are gone), or None when the roster did not change;
-    ``operations``: records to upsert by id; ``tones``: tones to append.
-    """
-
-    history: list[tuple[int, JSON]]
-    roster: list[tuple[int, JSON]] | None
-    roster_length: int
-    operations: list[tuple[str, JSON]]
-    tones: list[JSON]
-
-
-def rows_of(loaded: Call, decided: Call, needs: Needs) -> Rows:
-    """The rows ``decided`` changed from ``loaded``, the call as the store read it for ``decide`` (with only
-    what ``needs`` asked for: no history, the roster only for a roster, one operation, the tones of one
-    sequence id)."""
-    first = decided.history_total - len(decided.history)
-    history = [(first + index, step) for index, step in enumerate(decided.history)]
-    roster = None
-    if needs.roster:
-        old = loaded.participants
-        roster = [
-            (position, entry)
-            for position, entry in enumerate(decided.participants)
-            if position >= len(old) or old[position] != entry
-        ]
-    operations = [(op_id, op) for op_id, op in decided.operations.items() if loaded.operations.get(op_id) != op]
-    return Rows(history, roster, len(decided.participants), operations, decided.tones[len(loaded.tones) :])
-
-
-def json_rows(documents: Iterable[str]) -> list[Any]:
-    """JSON documents (a roster's rows), decoded in one pass: one parse of their array instead of one per row."""
-    return list(codec.loads("[" + ",".join(documents) + "]"))
-
-
-def partial_call(core: Call, needs: Needs, roster: list[JSON], operation: JSON | None, tones: list[JSON]) -> Call:
-    """The call ``decide`` is given: ``core`` (the call's own record, no collections) with what it needs."""
-    core.participants = roster if needs.roster else []
-    core.operations = {needs.operation: operation} if needs.operation is not None and operation is not None else {}
-    core.tones = tones
-    core.history = []
-    return core
-
-
-def as_stored(store: CallStore, decision: Decision, needs: Needs) -> Decision:
-    """``decision`` with its call, in itself and in its events, as a :class:`StoredCall` of ``store``: the
-    partial call ``decide`` saw must not reach handlers, who get every collection, read when used."""
-    call = decision.call
-    if call is None:
-        return decision
-    known = {"participants": call.participants} if needs.roster else {}
-    stored = store.stored(call, known)
-    events = tuple(
-        replace(event, kwargs={k: stored if v is call else v for k, v in event.kwargs.items()})
-        for event in decision.events
-    )
-    return replace(decision, call=stored, events=events)

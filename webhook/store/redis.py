@@ -50,7 +50,8 @@ from ..model import Call
 from ..settings import default, masked_url
 from ..state import Needs
 from ..timers import needs_keepalive
-from .base import CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
+from .base import CallStore, Choose, Lease
+from .rows import Rows, as_stored, json_rows, partial_call, rows_of
 from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call

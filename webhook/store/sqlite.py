@@ -35,7 +35,8 @@ from ..model import Call
 from ..settings import default
 from ..state import Needs
 from ..timers import needs_keepalive
-from .base import CallStore, Choose, Lease, Rows, as_stored, json_rows, partial_call, rows_of
+from .base import CallStore, Choose, Lease
+from .rows import Rows, as_stored, json_rows, partial_call, rows_of
 from .sqlite_schema import SCHEMA_VERSION, migrate
 
 logger = logging.getLogger("webhook.store")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from .. import codec
 from ..model import Call
 from ..state import Needs
-from .base import Rows, rows_of
+from .rows import Rows, rows_of
 
 SCHEMA_VERSION = 5
 _SCHEMA = """
