@@ -27,6 +27,10 @@ from webhook.http import EXTENSION
         ("AUTH_LEEWAY_SECONDS", "-1", "0 or more"),
         ("OPENID_CONFIG_URL", "ftp://keys", "http(s) URL"),
         ("JWKS_REFRESH_SECONDS", "never", "positive number of seconds"),
+        ("STORE_TIMEOUT_SECONDS", "nan", "positive number of seconds"),
+        ("PROXY_HOPS", "1.5", "whole number, 0 or more"),
+        ("KEEPALIVE_SECONDS", "3000", "at most 2700 (45 minutes: Graph ends a call that long without keepAlive)"),
+        ("KEEPALIVE_SECONDS", "3000", "got '3000'; 900 is what Microsoft recommends"),
     ],
 )
 def test_a_wrong_environment_value_stops_start_up_naming_the_variable(

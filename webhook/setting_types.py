@@ -19,7 +19,7 @@ def as_text(name: str, value: Any) -> str:
     return str(value).strip()
 
 
-def number(*, whole: bool, zero: bool, at_most: float | None = None, why: str = "") -> Parser:
+def number(*, whole: bool, zero: bool, at_most: float | None = None, why: str = "", advice: str = "") -> Parser:
     """The parser of a whole number or of seconds, above 0 (or from 0 when ``zero``), at most ``at_most``."""
     noun = "whole number" if whole else "number of seconds"
     wanted = f"a {noun}, 0 or more" if zero else f"a positive {noun}"
@@ -34,7 +34,7 @@ def number(*, whole: bool, zero: bool, at_most: float | None = None, why: str = 
         except (TypeError, ValueError):
             raise ConfigError(f"{PREFIX}{name} must be {wanted}, got {value!r}") from None
         if at_most is not None and number > at_most:
-            raise ConfigError(f"{PREFIX}{name} must be at most {at_most:g}{why}, got {value!r}")
+            raise ConfigError(f"{PREFIX}{name} must be at most {at_most:g}{why}, got {value!r}{advice}")
         return number
 
     return parse
@@ -48,7 +48,8 @@ keepalive_period = number(
     whole=False,
     zero=True,
     at_most=2700,
-    why=" (45 minutes: Graph ends a call that long without keepAlive); 900 is what Microsoft recommends",
+    why=" (45 minutes: Graph ends a call that long without keepAlive)",
+    advice="; 900 is what Microsoft recommends",
 )
 
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
