@@ -51,8 +51,7 @@ from ..settings import default, masked_url
 from ..state import Needs
 from ..timers import needs_keepalive
 from .base import CallStore, Choose, Lease
-from .rows import Rows, as_stored, json_rows, partial_call, rows_of
-from .sqlite import HISTORY_LIMIT, KEPT_PER_CALL
+from .rows import HISTORY_LIMIT, KEPT_PER_CALL, Rows, as_stored, json_rows, partial_call, rows_of
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call
 _POLICY_CHECK_SECONDS = 30.0  # how stale the knowledge of Redis's memory policy may be on the write path

@@ -10,10 +10,16 @@ from typing import TYPE_CHECKING, Any
 from .. import codec
 from ..events import Decision
 from ..model import JSON, Call
+from ..settings import default
 from ..state import Needs
 
 if TYPE_CHECKING:
     from .base import CallStore
+
+#: Transitions kept per call (the oldest go beyond; ``historyDropped`` counts them): WEBHOOK_HISTORY_LIMIT.
+HISTORY_LIMIT: int = default("HISTORY_LIMIT")
+#: Operations and tones kept per call, the latest.
+KEPT_PER_CALL = 1_000
 
 
 @dataclass(frozen=True)

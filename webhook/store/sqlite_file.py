@@ -1,0 +1,236 @@
+"""One SQLite file as the store uses it: a connection per thread and per process (fork-safe), opened in WAL
+mode and checked, before each use, to still be the file its path names; its schema prepared once per process;
+its errors translated into ours, with the reason a retry may outlive (locked, disk full, corrupt, replaced).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+from ..errors import ConfigError, StoreError, StoreUnavailable
+from .sqlite_rows import write_rows
+from .sqlite_schema import SCHEMA_VERSION, migrate
+
+logger = logging.getLogger("webhook.store")
+
+
+class SQLiteFile:
+    """The file under a :class:`~webhook.store.sqlite.SQLiteStore`: connections, faults, schema, transactions."""
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float, synchronous: str) -> None:
+        self.path = Path(path)
+        self.timeout = timeout
+        if synchronous not in ("full", "normal"):
+            raise ConfigError(f"WEBHOOK_SQLITE_SYNCHRONOUS must be full or normal, got {synchronous!r}")
+        self.synchronous = synchronous
+        self._wal = Path(f"{self.path}-wal")
+        self._local = threading.local()
+        self._schema_ready_in: tuple[int, int] | None = None  # the file whose schema this process checked
+        self._schema_lock = threading.Lock()
+        self._fault: StoreUnavailable | None = None  # what made this process's last use fail, until one succeeds
+
+    def _connect(self) -> sqlite3.Connection:
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and getattr(local, "pid", None) == os.getpid():
+            if _identity(self.path) == local.identity:
+                return conn
+            # Sound while the connection is open: the file it holds cannot give its inode to another.
+            self._forget(conn)
+            self._schema_ready_in = None  # closed now, its inode may name the next file
+            logger.error(
+                "the SQLite store %s was deleted or replaced while open: what was written to the old file since is "
+                "not in the new one; reopening the path (and creating an empty store if nothing is there)",
+                self.path,
+            )
+            raise StoreUnavailable(
+                f"the SQLite store {self.path} was deleted or replaced while open", reason="replaced"
+            )
+        if _identity(self.path) is None and self._wal.exists():
+            # A new database beside the WAL of a deleted one would take that WAL's pages as its own.
+            raise StoreUnavailable(
+                f"the SQLite store {self.path} is missing but its WAL {self._wal.name} is still there: restore the "
+                f"database, or delete {self._wal.name} and {self.path.name}-shm to start an empty store",
+                reason="replaced",
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreUnavailable(f"cannot open the SQLite store {self.path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")  # a write: only when the file is not WAL yet
+            # Commits do not wait for the disk inside the write lock: apply() flushes the WAL itself, after
+            # the lock is released and before the caller acknowledges (see _flush).
+            conn.execute("PRAGMA synchronous = NORMAL")
+            identity = _identity(self.path)
+            self._prepare_schema(conn, identity)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise self._translate(exc) from exc
+        except BaseException:
+            conn.close()
+            raise
+        local.conn, local.pid, local.identity = conn, os.getpid(), identity
+        return conn
+
+    def _forget(self, conn: sqlite3.Connection) -> None:
+        self._local.conn = None
+        with suppress(sqlite3.Error):
+            conn.close()
+
+    def _translate(self, exc: sqlite3.Error) -> StoreError:
+        """Our error for SQLite's: what a retry may outlive (locked, disk full, file unreadable or corrupt) is
+        :class:`StoreUnavailable` with its reason, remembered for :meth:`ping`; anything else is a bug
+        (:class:`StoreError`, a 500)."""
+        code = _error_code(exc)
+        if code in (_CORRUPT, _NOTADB):
+            if self._fault is None or self._fault.reason != "corrupt":
+                logger.critical(
+                    "the SQLite store %s is CORRUPT (%s): every notification is refused with 503 until the file is "
+                    "restored from a backup or moved aside; Graph retries for a while, then gives up",
+                    self.path,
+                    exc,
+                )
+            self._fault = StoreUnavailable(f"the SQLite store {self.path} is corrupt: {exc}", reason="corrupt")
+            return self._fault
+        if isinstance(exc, sqlite3.OperationalError):
+            reason = _REASONS.get(code, "unavailable") if code is not None else "unavailable"
+            self._fault = StoreUnavailable(f"the SQLite store {self.path} is unavailable: {exc}", reason=reason)
+            return self._fault
+        return StoreError(f"the SQLite store {self.path} failed: {exc}")
+
+    def _prepare_schema(self, conn: sqlite3.Connection, identity: tuple[int, int] | None) -> None:
+        """Create or migrate the schema once per process and file; a current schema is only read, never
+        written, so that a worker starts while another process holds the write lock or the disk is full."""
+        if self._schema_ready_in == identity:
+            return
+        with self._schema_lock:
+            if self._schema_ready_in == identity or self._schema_version(conn) == SCHEMA_VERSION:
+                self._schema_ready_in = identity
+                return
+            conn.execute("BEGIN IMMEDIATE")  # the lock: of several processes starting at once, one migrates
+            try:
+                if self._schema_version(conn) != SCHEMA_VERSION:
+                    migrate(conn, write_rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+            self._schema_ready_in = identity
+
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > SCHEMA_VERSION:
+            raise ConfigError(f"the store {self.path} was written by a newer comms-webhook (schema {version}); upgrade")
+        return int(version)
+
+    def _flush(self) -> None:
+        """Make the commits so far durable: fsync the WAL, outside the write lock.
+
+        This keeps ``synchronous=FULL``'s promise (the transition is on disk before Graph hears 202) without
+        its queue: FULL flushes while holding the write lock, so every worker waits for every flush; here the
+        workers flush side by side, and one flush of the file carries every commit written before it. The WAL
+        is opened by name each time, in case a checkpoint removed it and it was created again since.
+        """
+        if self.synchronous != "full":
+            return
+        try:
+            fd = os.open(self._wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # checkpointed and removed: the commit is in the database file, which SQLite synced
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot flush the SQLite store {self.path}: {exc}", reason=_os_reason(exc)) from exc
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot flush the SQLite store {self.path}: {exc}", reason=_os_reason(exc)) from exc
+        finally:
+            os.close(fd)
+
+    @contextmanager
+    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``: the write lock is held from the first read."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def _write(self, statement: str, params: tuple[object, ...]) -> sqlite3.Cursor:
+        try:
+            return self._connect().execute(statement, params)
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def _read(self, query: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        try:
+            return self._connect().execute(query, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._translate(exc) from exc
+
+    def ping(self) -> None:
+        """Read the calls table; after a use failed, check that what failed works again: the whole file after
+        corruption, a write (taking the write lock) after a lock or a full disk."""
+        if self._fault is None:
+            self._read("SELECT 1 FROM calls LIMIT 1")
+            return
+        if self._fault.reason == "corrupt":
+            result = self._read("PRAGMA quick_check(1)")
+            if result != [("ok",)]:
+                raise StoreUnavailable(f"the SQLite store {self.path} is corrupt: {result}", reason="corrupt")
+        else:
+            conn = self._connect()
+            try:
+                with self._transaction(conn):
+                    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # a write of the same value
+            except sqlite3.Error as exc:
+                raise self._translate(exc) from exc
+        self._fault = None
+
+
+def _os_reason(exc: OSError) -> str:
+    return "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "unavailable"
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The device and inode the path names now (None when nothing is there)."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+# SQLite's primary result codes (https://www.sqlite.org/rescode.html) of the faults a retry may outlive.
+_BUSY, _LOCKED, _FULL, _CANTOPEN, _CORRUPT, _NOTADB = 5, 6, 13, 14, 11, 26
+_REASONS = {_BUSY: "busy", _LOCKED: "busy", _FULL: "disk_full", _CANTOPEN: "unavailable"}
+
+
+def _error_code(exc: sqlite3.Error) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return int(code) & 0xFF
+    text = str(exc)
+    if "malformed" in text:
+        return _CORRUPT
+    if "not a database" in text:
+        return _NOTADB
+    if "locked" in text:
+        return _BUSY
+    if "full" in text:
+        return _FULL
+    return None
