@@ -6,81 +6,36 @@ fails and the notification is decided again on what that process wrote, so each 
 events returned, exactly once across every process on every instance. The call, its indexes and its outbox rows
 are written by one ``EXEC``: a call is never half-written.
 
-Keys (``PREFIX`` defaults to ``comms-webhook``)::
-
-    PREFIX:call:{id}            the call's own record (JSON); ended calls expire after RETENTION_SECONDS, and
-                                with them its collections:
-    PREFIX:call:{id}:history    list of its transitions, the latest HISTORY_LIMIT
-    PREFIX:call:{id}:roster     hash position -> participant
-    PREFIX:call:{id}:ops        hash id -> operation;  :ops-order  list of their ids, oldest first
-    PREFIX:call:{id}:tones      list of tones;  :tone-ids  set of the sequence ids heard
-    PREFIX:calls                sorted set of every call id, by last update (ms)
-    PREFIX:state:{state}        sorted set of the call ids in that state, by last update
-    PREFIX:active               sorted set of the calls not ended, by last update
-    PREFIX:stale                sorted set of the active calls marked stale
-    PREFIX:keepalive            sorted set of the calls that need keepAlive, by the last one (ms)
-    PREFIX:outbox               hash id -> event;  PREFIX:outbox:owner  hash id -> owner
-    PREFIX:outbox:lease         sorted set id -> lease end (epoch seconds)
-    PREFIX:failures             hash id -> failure (JSON); PREFIX:failures:pending / :all  sorted sets of ids
-
-Every Redis error (unreachable, timeout, loading...) becomes :class:`~webhook.errors.StoreUnavailable` (503):
-Graph retries, and the client reconnects by itself when Redis is back.
+The keys are listed in :mod:`webhook.store.redis_client`. Every Redis error (unreachable, timeout,
+loading...) becomes :class:`~webhook.errors.StoreUnavailable` (503): Graph retries, and the client reconnects
+by itself when Redis is back.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import math
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import redis
-from redis.exceptions import RedisClusterException, RedisError, WatchError
+from redis.exceptions import WatchError
 
 from .. import codec
 from ..clock import epoch
-from ..errors import ConfigError, StoreError, StoreUnavailable
-from ..events import Decision, Event
-from ..failures import Failure
+from ..errors import StoreUnavailable
+from ..events import Decision
 from ..model import Call
-from ..settings import default, masked_url
+from ..settings import default
 from ..state import Needs
 from ..timers import needs_keepalive
-from .base import CallStore, Choose, Lease
+from .base import Choose, Lease
+from .redis_client import MAX_ATTEMPTS
+from .redis_records import _COLLECTION_KEYS, RedisRecords
 from .rows import HISTORY_LIMIT, KEPT_PER_CALL, Rows, as_stored, json_rows, partial_call, rows_of
-
-_MAX_ATTEMPTS = 100  # optimistic retries of one notification under contention on the same call
-_POLICY_CHECK_SECONDS = 30.0  # how stale the knowledge of Redis's memory policy may be on the write path
 
 logger = logging.getLogger("webhook.store")
 
-
-def _evicts(policy: str) -> bool:
-    """Whether the policy may evict keys without a time to live: active calls, the outbox, failures.
-
-    ``volatile-*`` policies evict only keys with an expiry, which here are ended calls past their use; they are
-    allowed, with a warning.
-    """
-    return policy.startswith("allkeys-")
-
-
-def _eviction_message(url: str, policy: str) -> str:
-    if not _evicts(policy):
-        return f"Redis at {url} has maxmemory-policy {policy}: under memory pressure it evicts ended calls early"
-    return (
-        f"Redis at {url} has maxmemory-policy {policy}: under memory pressure it deletes keys, and calls this "
-        "receiver acknowledged to Graph would silently disappear. Set maxmemory-policy noeviction (Redis then "
-        "refuses writes when full, which this receiver answers with 503, and Graph retries), or set "
-        "WEBHOOK_REDIS_ALLOW_EVICTION=1 to accept the loss"
-    )
-
-
-# The keys of a call document that an earlier release kept inside it, now keys of their own.
-_COLLECTION_KEYS = ("history", "participants", "operations", "tones")
 
 # Drop the oldest COUNT operations of a call: their ids from the head of the order list, then their records.
 _DROP_OLDEST = """
@@ -89,17 +44,6 @@ redis.call('LTRIM', KEYS[1], tonumber(ARGV[1]), -1)
 if #ids > 0 then redis.call('HDEL', KEYS[2], unpack(ids)) end
 return #ids
 """
-
-# Lease an outbox row to a new owner only if nobody claimed it since we looked (compare and set).
-_CLAIM = """
-if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return false end
-local event = redis.call('HGET', KEYS[3], ARGV[1])
-if not event then return false end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-return event
-"""
-
 
 # Add one event to the outbox, leased: its id from the sequence, taken inside the caller's MULTI.
 _ADD_EVENT = """
@@ -131,7 +75,7 @@ def _epoch_ms(timestamp: str) -> float:
     return seconds * 1000
 
 
-class RedisStore(CallStore):
+class RedisStore(RedisRecords):
     """A :class:`CallStore` on Redis (``redis://`` or ``rediss://``, password and db in the URL); on a Redis
     Cluster with ``cluster=True`` (any node's URL: the client finds the others)."""
 
@@ -149,73 +93,9 @@ class RedisStore(CallStore):
         kept_per_call: int = KEPT_PER_CALL,
         cluster: bool = default("REDIS_CLUSTER"),
     ) -> None:
-        self.url = masked_url(url)
-        self.cluster = cluster
+        super().__init__(url, timeout=timeout, prefix=prefix, allow_eviction=allow_eviction, cluster=cluster)
         self.history_limit, self.kept_per_call = history_limit, kept_per_call
         self.retention_seconds = retention_seconds
-        self.prefix = prefix
-        self.allow_eviction = allow_eviction
-        self._policy_checked_at = -math.inf
-        self._warned_policy: str | None = None
-        # Short timeouts: a stuck Redis must answer 503 well before gunicorn or Graph give up on the request.
-        # Typed as Any: redis-py's own annotations cannot express decode_responses=True.
-        options: dict[str, Any] = {
-            "decode_responses": True,
-            "socket_timeout": timeout,
-            "socket_connect_timeout": min(timeout, 1.0),
-            "health_check_interval": 30,
-        }
-        if cluster:
-            from redis.cluster import RedisCluster
-
-            self.client: Any = RedisCluster.from_url(url, **options)
-        else:
-            self.client = redis.Redis.from_url(url, **options)
-        self._claim = self.client.register_script(_CLAIM)
-
-    def key(self, *parts: str) -> str:
-        # On a cluster every key of the store shares one hash tag, so that each transaction (a call, its
-        # collections, the indexes and the outbox rows it writes) stays in one slot, as MULTI requires there.
-        return ":".join((f"{{{self.prefix}}}" if self.cluster else self.prefix, *parts))
-
-    @contextmanager
-    def _errors(self) -> Iterator[None]:
-        try:
-            yield
-        except (RedisError, RedisClusterException, OSError) as exc:
-            unreachable = isinstance(exc, (redis.ConnectionError, redis.TimeoutError, OSError))
-            reason = "unreachable" if unreachable else "unavailable"
-            raise StoreUnavailable(f"the Redis store {self.url} is unavailable: {exc}", reason=reason) from exc
-
-    # The memory policy: a Redis that evicts keys under memory pressure silently drops calls it acknowledged.
-
-    def open(self) -> None:
-        policy = self._memory_policy()
-        if _evicts(policy) and not self.allow_eviction:
-            raise ConfigError(_eviction_message(self.url, policy))
-
-    def _memory_policy(self) -> str:
-        """Redis's ``maxmemory-policy``, read from INFO (managed services often disable CONFIG)."""
-        with self._errors():
-            policy = str(self.client.info("memory").get("maxmemory_policy", "noeviction"))
-        self._policy_checked_at = time.monotonic()
-        if (_evicts(policy) or policy.startswith("volatile-")) and self._warned_policy != policy:
-            self._warned_policy = policy
-            logger.warning(
-                "%s%s",
-                _eviction_message(self.url, policy),
-                "; WEBHOOK_REDIS_ALLOW_EVICTION=1 accepts that risk" if self.allow_eviction else "",
-            )
-        return policy
-
-    def _check_memory_policy(self, *, every: float = _POLICY_CHECK_SECONDS) -> None:
-        """Refuse to store while Redis may evict keys (unless allowed); asks Redis at most once per ``every``."""
-        if self.allow_eviction or time.monotonic() - self._policy_checked_at < every:
-            return
-        policy = self._memory_policy()
-        if _evicts(policy):
-            self._policy_checked_at = -math.inf  # and ask again next time, so the fix is seen at once
-            raise StoreUnavailable(_eviction_message(self.url, policy), reason="evicting")
 
     # Calls
 
@@ -234,7 +114,7 @@ class RedisStore(CallStore):
         delivered, carried = self._completions().take(), False
         try:
             with self._errors():
-                for _ in range(_MAX_ATTEMPTS):
+                for _ in range(MAX_ATTEMPTS):
                     with self.client.pipeline(transaction=True) as pipe:
                         try:
                             pipe.watch(call_key)
@@ -253,7 +133,7 @@ class RedisStore(CallStore):
                 self._completions().add(delivered, first=True)
         # Not None: that says "nothing to write", and a caller must not take this for it.
         raise StoreUnavailable(
-            f"call {call_id} changed {_MAX_ATTEMPTS} times while it was being updated; retry", reason="busy"
+            f"call {call_id} changed {MAX_ATTEMPTS} times while it was being updated; retry", reason="busy"
         )
 
     def _read(self, call_id: str, needs: Needs) -> tuple[str | None, _Found]:
@@ -409,167 +289,6 @@ class RedisStore(CallStore):
             excess = operations_kept + len(new_operations) - self.kept_per_call
             if excess > 0:
                 pipe.execute_command("EVAL", _DROP_OLDEST, 2, order, ops, excess)  # queued on clusters too
-
-    def count_calls(self, what: str) -> int:
-        with self._errors():
-            return int(self.client.zcard(self.key("stale" if what == "stale" else "active")))
-
-    def quiet_calls(self, seen_before: float, limit: int = 100) -> list[str]:
-        with self._errors():
-            ids: list[str] = self.client.zrangebyscore(self.key("active"), "-inf", seen_before * 1000, 0, limit * 2)
-            if not ids:
-                return []
-            marked = self.client.zmscore(self.key("stale"), ids)
-        return [call_id for call_id, score in zip(ids, marked, strict=True) if score is None][:limit]
-
-    def keepalives_due(self, due_before: float, limit: int = 100) -> list[str]:
-        with self._errors():
-            due: list[str] = self.client.zrangebyscore(self.key("keepalive"), "-inf", f"({due_before * 1000}", 0, limit)
-        return due
-
-    def get(self, call_id: str) -> Call | None:
-        with self._errors():
-            raw = self.client.get(self.key("call", call_id))
-        return self._stored(raw) if raw else None
-
-    def _stored(self, raw: str) -> Call:
-        doc = codec.loads(raw)
-        if any(key in doc for key in _COLLECTION_KEYS):
-            return Call.from_dict(doc)  # written by an earlier release: whole, until its next notification
-        return self.stored(Call.from_dict(doc))
-
-    def read_collection(self, call_id: str, name: str, history_upto: int | None = None) -> Any:
-        with self._errors():
-            if name == "history":
-                with self.client.pipeline(transaction=True) as pipe:
-                    pipe.get(self.key("call", call_id))
-                    pipe.lrange(self.key("call", call_id, "history"), 0, -1)
-                    raw, steps = pipe.execute()
-                total = int(codec.loads(raw).get("historyTotal") or 0) if raw else len(steps)
-                first = total - len(steps)  # the sequence number of the oldest step kept
-                upto = len(steps) if history_upto is None else max(0, history_upto - first)
-                return [codec.loads(step) for step in steps[:upto]]
-            if name == "participants":
-                entries = self.client.hgetall(self.key("call", call_id, "roster"))
-                return json_rows(entries[position] for position in sorted(entries, key=int))
-            if name == "operations":
-                order = self.client.lrange(self.key("call", call_id, "ops-order"), 0, -1)
-                docs = self.client.hmget(self.key("call", call_id, "ops"), order) if order else []
-                return {op_id: codec.loads(doc) for op_id, doc in zip(order, docs, strict=True) if doc is not None}
-            if name == "tones":
-                return [codec.loads(tone) for tone in self.client.lrange(self.key("call", call_id, "tones"), 0, -1)]
-        raise ValueError(f"a call has no collection {name!r}")
-
-    def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
-        index = self.key("state", state) if state is not None else self.key("active" if active else "calls")
-        with self._errors():
-            ids: list[str] = self.client.zrevrange(index, 0, limit * 2 + 10)
-            docs = self.client.mget([self.key("call", call_id) for call_id in ids]) if ids else []
-            expired = [call_id for call_id, doc in zip(ids, docs, strict=True) if doc is None]
-            if expired:
-                self.client.zrem(index, *expired)
-        calls = [self._stored(doc) for doc in docs if doc is not None]
-        if state is not None:
-            calls = [call for call in calls if call.state == state]
-        if active:
-            calls = [call for call in calls if call.state != "terminated"]
-        return calls[:limit]
-
-    # Outbox
-
-    def _remove_events(self, event_ids: list[int]) -> None:
-        with self._errors(), self.client.pipeline(transaction=True) as pipe:
-            self._delete_events(pipe, event_ids)
-            pipe.execute()
-
-    def _delete_events(self, pipe: Any, event_ids: list[int]) -> None:
-        keys = [str(event_id) for event_id in event_ids]
-        pipe.hdel(self.key("outbox"), *keys)
-        pipe.hdel(self.key("outbox", "owner"), *keys)
-        pipe.zrem(self.key("outbox", "lease"), *keys)
-
-    def claim_orphans(
-        self, owner: str, now: float, lease_until: float, is_dead: Callable[[str], bool], limit: int = 100
-    ) -> list[Event]:
-        with self._errors():
-            ids: list[str] = self.client.zrange(self.key("outbox", "lease"), 0, -1)
-            if not ids:
-                return []
-            owners = self.client.hmget(self.key("outbox", "owner"), ids)
-            leases = self.client.zmscore(self.key("outbox", "lease"), ids)
-            claimed: list[Event] = []
-            for event_id, row_owner, lease in zip(ids, owners, leases, strict=True):
-                if len(claimed) >= limit or row_owner is None:
-                    continue
-                if row_owner == owner or not ((lease or 0) < now or is_dead(row_owner)):
-                    continue
-                keys = [self.key("outbox", "owner"), self.key("outbox", "lease"), self.key("outbox")]
-                text = self._claim(keys=keys, args=[event_id, row_owner, owner, lease_until])
-                if text:
-                    claimed.append(Event.decode(text, int(event_id), collections=self.read_collection))
-        return claimed
-
-    def _count_events(self) -> int:
-        with self._errors():
-            return int(self.client.hlen(self.key("outbox")))
-
-    # Failures
-
-    def record_failure(self, call_id: str | None, handler: str, signal: str, event: str, error: str, now: str) -> int:
-        with self._errors():
-            failure_id = int(self.client.incr(self.key("failures", "seq")))
-            failure = Failure(failure_id, call_id, handler, signal, event, error, 1, "pending", now, now)
-            with self.client.pipeline(transaction=True) as pipe:
-                pipe.hset(self.key("failures"), str(failure_id), failure.to_json())
-                pipe.zadd(self.key("failures", "pending"), {str(failure_id): failure_id})
-                pipe.zadd(self.key("failures", "all"), {str(failure_id): failure_id})
-                pipe.execute()
-        return failure_id
-
-    def failures(self, *, include_resolved: bool = False, limit: int = 100) -> list[Failure]:
-        index = self.key("failures", "all" if include_resolved else "pending")
-        with self._errors():
-            ids = self.client.zrange(index, 0, limit - 1)
-            docs = self.client.hmget(self.key("failures"), ids) if ids else []
-        return [Failure.from_json(doc) for doc in docs if doc is not None]
-
-    def failure(self, failure_id: int) -> Failure | None:
-        with self._errors():
-            doc = self.client.hget(self.key("failures"), str(failure_id))
-        return Failure.from_json(doc) if doc else None
-
-    def update_failure(self, failure_id: int, *, resolved: bool, error: str | None, now: str) -> None:
-        key = self.key("failures")
-        with self._errors():
-            for _ in range(_MAX_ATTEMPTS):
-                with self.client.pipeline(transaction=True) as pipe:
-                    try:
-                        pipe.watch(key)
-                        doc = pipe.hget(key, str(failure_id))
-                        if doc is None:
-                            return
-                        failure = Failure.from_json(doc)
-                        failure = replace(
-                            failure,
-                            attempts=failure.attempts + 1,
-                            status="resolved" if resolved else "pending",
-                            error=error if error is not None else failure.error,
-                            last_at=now,
-                        )
-                        pipe.multi()
-                        pipe.hset(key, str(failure_id), failure.to_json())
-                        if resolved:
-                            pipe.zrem(self.key("failures", "pending"), str(failure_id))
-                        pipe.execute()
-                        return
-                    except WatchError:
-                        continue
-        raise StoreError(f"failure {failure_id} kept changing while it was updated")
-
-    def ping(self) -> None:
-        with self._errors():
-            self.client.ping()
-        self._check_memory_policy(every=0)
 
     def close(self) -> None:
         self.flush_completed()
