@@ -4,6 +4,7 @@ of it makes (what each action does to a call is :mod:`webhook.fakegraph.actions`
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -156,3 +157,18 @@ class FakeCall:
 def participant(name: str, *, kind: str = "user", muted: bool = False) -> JSON:
     """A roster entry as Graph sends it (``isMuted``, ``mediaStreams``, the identity of ``kind``)."""
     return builders.participant(str(uuid.uuid4()), name, kind=kind, muted=muted)
+
+
+@dataclass
+class RecordedRequest:
+    """One request the bot sent: ``action`` is ``answer``, ``playPrompt``..., ``delete``, ``get``, ``token``;
+    ``at`` when it arrived (``time.time()``)."""
+
+    method: str
+    path: str
+    action: str
+    call_id: str | None
+    headers: dict[str, str]
+    body: Any
+    status: int = 0
+    at: float = field(default_factory=time.time)
