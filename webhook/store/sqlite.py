@@ -160,20 +160,23 @@ class SQLiteStore(SQLiteFile, CallStore):
         return count
 
     def quiet_calls(self, seen_before: float, limit: int = 100) -> list[str]:
-        rows = self._read(
+        return self._call_ids(
             "SELECT id FROM calls WHERE stale_since IS NULL AND seen_at < ? "
             "AND (state IS NULL OR state != 'terminated') ORDER BY seen_at LIMIT ?",
-            (iso(seen_before), limit),
+            iso(seen_before),
+            limit,
         )
-        return [str(call_id) for (call_id,) in rows]
 
     def keepalives_due(self, due_before: float, limit: int = 100) -> list[str]:
-        rows = self._read(
+        return self._call_ids(
             "SELECT id FROM calls WHERE keepalive_at < ? AND state NOT IN ('terminating', 'terminated') "
             "ORDER BY keepalive_at LIMIT ?",
-            (iso(due_before), limit),
+            iso(due_before),
+            limit,
         )
-        return [str(call_id) for (call_id,) in rows]
+
+    def _call_ids(self, query: str, *params: object) -> list[str]:
+        return [str(call_id) for (call_id,) in self._read(query, params)]
 
     def _remove_events(self, event_ids: list[int]) -> None:
         # Losing this delete to a power cut only means delivering the events again (handlers are idempotent),
