@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import http, http_errors, logs
+from . import http, http_errors, http_read, logs
 from .actions import Binder
 from .auth import Verifier
 from .clock import utc_now
@@ -145,6 +145,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
         graph=graph,
     )
     app.register_blueprint(http.bp)
+    app.register_blueprint(http_read.read_api)
     http_errors.register_error_handlers(app)
     if settings.proxy_hops:
         # Trust exactly as many proxies as configured: more would let a client forge its address.

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -26,21 +25,17 @@ from .delivery import Delivery
 from .errors import (
     AuthError,
     Forbidden,
-    NotFound,
     PayloadTooLarge,
-    RequestError,
     RequestTimeout,
     UnsupportedMediaType,
     WebhookError,
 )
 from .graph import GraphClient
 from .journal import Journal, correlation_headers
-from .model import CALL_STATES, canonical_enum
+from .legacy import is_legacy_calling_body
 from .notification import Claims
 from .plugins import LoadedPlugin
 from .receiver import Receiver, decode_body
-from .resources import canonical_id
-from .setting_types import switch_value
 from .settings import Settings
 from .store.base import CallStore
 from .sweeper import Sweeper
@@ -51,7 +46,6 @@ access_log = logging.getLogger("webhook.access")
 bp = Blueprint("webhook", __name__)
 
 EXTENSION = "comms_webhook"
-MAX_LIST_LIMIT = 1000
 
 
 @dataclass(frozen=True)
@@ -108,8 +102,10 @@ def receive_notifications() -> Response:
     # Threads of a worker wait for slow clients side by side, but process notifications one at a time, as a sync
     # worker would: side by side they only contend for the GIL and the store's write lock (measured: a third
     # less throughput with 32 threads per worker).
+    body = decode_body(raw)
+    if is_legacy_calling_body(body):
+        return _legacy_handshake(claims)
     with state.processing:
-        body = decode_body(raw)
         decisions = state.receiver.receive(body, claims, _correlation())
         g.webhook_calls = sorted({d.call.id for d in decisions if d.call is not None})
         if state.journal is not None and state.settings.journal == "on":
@@ -118,6 +114,15 @@ def receive_notifications() -> Response:
     accepted = Response(status=202)
     del accepted.headers["Content-Type"]  # nothing to type: Flask's default would say text/html
     return accepted
+
+
+def _legacy_handshake(claims: Claims) -> Response:
+    """204 to a body in the old calling format: Graph then sends it again in its own (nothing is stored)."""
+    metrics.legacy_handshakes.inc()
+    logger.info("a callback in the old Bot Framework calling format from tenant %s: answered 204", claims.tenant_id)
+    answer = Response(status=204)
+    del answer.headers["Content-Type"]
+    return answer
 
 
 def _correlation() -> dict[str, str]:
@@ -175,7 +180,7 @@ def _authenticate(state: WebhookState) -> Claims:
     return state.verifier.verify(request.headers.get("Authorization"))
 
 
-def _require_admin(settings: Settings) -> None:
+def require_admin(settings: Settings) -> None:
     if not settings.admin_token:
         raise Forbidden(
             "The read API is disabled. Set WEBHOOK_ADMIN_TOKEN and send it as 'Authorization: Bearer <token>'."
@@ -187,39 +192,6 @@ def _check_bearer(expected: str, name: str) -> None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
         raise AuthError(f"Send the token as 'Authorization: Bearer <{name}>'.")
-
-
-@bp.get("/api/calls")
-def list_calls() -> Response:
-    """Calls, most recently heard of first: ``?state=established`` or ``?active=true`` (not terminated) filter,
-    ``?limit=`` caps (1-1000)."""
-    state = webhook_state()
-    _require_admin(state.settings)
-    wanted = request.args.get("state")
-    limit_text = request.args.get("limit", "100")
-    if not re.fullmatch(r"[0-9]{1,4}", limit_text) or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
-        raise RequestError(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}.", code="invalid_query")
-    active_text = request.args.get("active", "false")
-    active = switch_value(active_text) if active_text else None
-    if active is None:
-        raise RequestError(
-            f"active must be true or false (also on/off, 1/0); got {active_text!r}.", code="invalid_query"
-        )
-    in_state = canonical_enum(wanted, CALL_STATES) if wanted else None
-    if in_state is not None and in_state not in CALL_STATES:
-        raise RequestError(f"state must be one of {', '.join(CALL_STATES)}; got {wanted!r}.", code="invalid_query")
-    calls = state.store.list_calls(in_state, int(limit_text), active=active)
-    return jsonify({"calls": [call.to_dict() for call in calls], "count": len(calls)})
-
-
-@bp.get("/api/calls/<call_id>")
-def get_call(call_id: str) -> Response:
-    state = webhook_state()
-    _require_admin(state.settings)
-    call = state.store.get(canonical_id(call_id))
-    if call is None:
-        raise NotFound(f"No call {call_id} is known to this receiver.")
-    return jsonify(call.to_dict())
 
 
 @bp.get("/metrics")

@@ -65,6 +65,11 @@ graph_retries = Counter(
     ["action"],
     namespace=NAMESPACE,
 )
+legacy_handshakes = Counter(
+    "legacy_handshakes_total",
+    "Callbacks in the old Bot Framework calling format, answered 204 so that Graph sends them in its own.",
+    namespace=NAMESPACE,
+)
 journal_errors = Counter("journal_errors_total", "Journal appends that failed.", namespace=NAMESPACE)
 store_errors = Counter("store_errors_total", "Requests the store could not serve (503).", namespace=NAMESPACE)
 stale_marked = Counter(
