@@ -9,9 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .setting_types import PREFIX, as_text
-from .settings import SETTINGS
-
-_NAMES = dict.fromkeys(setting.name for setting in SETTINGS)  # in declared order, for the suggestions
+from .settings import BY_NAME
 
 
 def data_dir(config: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> str:
@@ -25,7 +23,7 @@ def data_dir(config: Mapping[str, Any] | None = None, environ: Mapping[str, str]
 def environment_settings(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Our settings set in the environment (``WEBHOOK_*``), by name without the prefix, as the strings they are."""
     environ = os.environ if environ is None else environ
-    return {key[len(PREFIX) :]: value for key, value in environ.items() if key[len(PREFIX) :] in _NAMES}
+    return {key[len(PREFIX) :]: value for key, value in environ.items() if key[len(PREFIX) :] in BY_NAME}
 
 
 def unknown_environment_names(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -34,7 +32,7 @@ def unknown_environment_names(environ: Mapping[str, str] | None = None) -> list[
     from flask import Flask
 
     environ = os.environ if environ is None else environ
-    known = {*_NAMES, *Flask.default_config}
+    known = {*BY_NAME, *Flask.default_config}
     return sorted(key for key in environ if key.startswith(PREFIX) and key[len(PREFIX) :] not in known)
 
 
@@ -42,7 +40,7 @@ def unknown_environment_warnings(environ: Mapping[str, str] | None = None) -> li
     """One sentence per unknown ``WEBHOOK_*`` variable, naming the setting it most likely meant."""
     warnings = []
     for name in unknown_environment_names(environ):
-        close = difflib.get_close_matches(name[len(PREFIX) :], list(_NAMES), n=1, cutoff=0.6)
+        close = difflib.get_close_matches(name[len(PREFIX) :], list(BY_NAME), n=1, cutoff=0.6)
         hint = f"; did you mean {PREFIX}{close[0]}?" if close else " (a typo?)"
         warnings.append(f"{name} is set but is not a comms-webhook setting, so it is ignored{hint}")
     return warnings

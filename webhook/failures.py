@@ -3,7 +3,7 @@ failures``); retrying runs that handler again on that event, and resolves the fa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 from . import codec
@@ -32,37 +32,24 @@ class Failure:
     last_at: str
 
     def to_dict(self) -> JSON:
-        return {
-            "id": self.id,
-            "callId": self.call_id,
-            "handler": self.handler,
-            "signal": self.signal,
-            "error": self.error,
-            "attempts": self.attempts,
-            "status": self.status,
-            "firstAt": self.first_at,
-            "lastAt": self.last_at,
-        }
+        """What the CLI and the read API show: every field but the event, by its JSON name."""
+        return {name: getattr(self, field) for field, name in _JSON_NAMES.items() if field != "event"}
 
     def to_json(self) -> str:
         """The whole failure, its event included, as JSON text; :meth:`from_json` reads it back."""
-        return codec.dumps({**self.to_dict(), "event": self.event})
+        return codec.dumps({name: getattr(self, field) for field, name in _JSON_NAMES.items()})
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Failure:
         doc = codec.loads(text)
-        return cls(
-            id=doc["id"],
-            call_id=doc["callId"],
-            handler=doc["handler"],
-            signal=doc["signal"],
-            event=doc["event"],
-            error=doc["error"],
-            attempts=doc["attempts"],
-            status=doc["status"],
-            first_at=doc["firstAt"],
-            last_at=doc["lastAt"],
-        )
+        return cls(**{field: doc[name] for field, name in _JSON_NAMES.items()})
+
+
+#: Each field of :class:`Failure` and its name in JSON (the field's own, but for these), in the fields' order.
+_JSON_NAMES = {
+    each.name: {"call_id": "callId", "first_at": "firstAt", "last_at": "lastAt"}.get(each.name, each.name)
+    for each in fields(Failure)
+}
 
 
 def retry_failure(delivery: Delivery, failure: Failure) -> str:

@@ -111,16 +111,19 @@ def receive_notifications() -> Response:
         if state.journal is not None and state.settings.journal == "on":
             record = {"receivedAt": received_at, "tenant": claims.tenant_id, "body": body_text(raw)}
             append_to_journal(state.journal, "journal", record)
-    accepted = Response(status=202)
-    del accepted.headers["Content-Type"]  # nothing to type: Flask's default would say text/html
-    return accepted
+    return _empty(202)
 
 
 def _legacy_handshake(claims: Claims) -> Response:
     """204 to a body in the old calling format: Graph then sends it again in its own (nothing is stored)."""
     metrics.legacy_handshakes.inc()
     logger.info("a callback in the old Bot Framework calling format from tenant %s: answered 204", claims.tenant_id)
-    answer = Response(status=204)
+    return _empty(204)
+
+
+def _empty(status: int) -> Response:
+    """An answer with no body, and so no content type (Flask's default would say text/html)."""
+    answer = Response(status=status)
     del answer.headers["Content-Type"]
     return answer
 

@@ -248,12 +248,13 @@ SETTINGS: tuple[Setting, ...] = tuple(
     Setting(each.name.upper(), each.metadata["parse"], each.default, each.metadata["help"], each.metadata["secret"])
     for each in fields(Settings)
 )
-_BY_NAME = {setting.name: setting for setting in SETTINGS}
+#: The settings by name (without the prefix), in the order declared.
+BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
 def default(name: str) -> Any:
     """The declared default of ``WEBHOOK_<name>``: what the modules that own a setting take when not given it."""
-    return _BY_NAME[name].default
+    return BY_NAME[name].default
 
 
 def masked_url(url: str) -> str:
