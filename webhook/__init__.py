@@ -9,6 +9,7 @@ to each call.
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
+    "AlreadyReplied": "errors",
     "AuthError": "errors",
     "Call": "model",
     "CallGone": "errors",
@@ -54,6 +55,7 @@ _EXPORTS = {
 if TYPE_CHECKING:
     from .app import create_app as create_app
     from .errors import (
+        AlreadyReplied as AlreadyReplied,
         AuthError as AuthError,
         CallGone as CallGone,
         ConfigError as ConfigError,

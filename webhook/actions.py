@@ -7,25 +7,25 @@ back as a notification, heard by ``@on.operation`` handlers.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
+from .answering import ANSWER_LIMIT_SECONDS, answer_limit
 from .clock import epoch
 from .errors import GraphNotConfigured
 from .graph import GraphClient
 from .model import Call
 from .operation import GRAPH, JSON, MediaPrompt, Operation, prompts_of, wait_for_state
+from .replies import replying
 from .store.base import CallStore
 
 logger = logging.getLogger("webhook.actions")
 
-#: Graph drops an incoming call not answered within 15 s; the answer's retries must end before that.
-ANSWER_DEADLINE_SECONDS = 15.0
+#: Graph drops an incoming call not answered within 15 s; the answer's retries must end before that (a
+#: policy-based recording call has 5: :func:`webhook.answering.answer_limit`).
+ANSWER_DEADLINE_SECONDS = ANSWER_LIMIT_SECONDS
 
 
 def identity(
@@ -44,6 +44,15 @@ def identity(
         "@odata.type": GRAPH + "invitationParticipantInfo",
         "identity": {"@odata.type": GRAPH + "identitySet", **who},
     }
+
+
+def target_identity(target: str) -> JSON:
+    """The :func:`identity` of a target written ``user:<id>``, ``application:<id>`` or ``phone:+<number>`` (as
+    ``WEBHOOK_ANSWER_FALLBACK_TARGET`` is)."""
+    kind, _, who = target.partition(":")
+    if kind not in ("user", "application", "phone") or not who:
+        raise ValueError(f"a target is user:<id>, application:<id> or phone:+<number>, not {target!r}")
+    return identity(**{kind: who})
 
 
 def incoming_at(call: Call | None) -> float | None:
@@ -100,7 +109,7 @@ class CallActions:
             raise GraphNotConfigured("wait_for_state() needs the receiver's store: use the actions of a handler")
         return wait_for_state(self.store, self.call_id, state, timeout)
 
-    # Answering an incoming call
+    # Replying to an incoming call
 
     def answer(
         self,
@@ -113,26 +122,29 @@ class CallActions:
     ) -> None:
         """Answer with service-hosted media (Graph plays prompts and hears tones), to ``WEBHOOK_CALLBACK_URL``.
 
-        Retries that Graph asks for end before ``deadline`` (``time.monotonic()``; default: 15 s after the call
-        came in, Graph's own limit). An answer attempted later than that is logged as an error: Graph has most
-        likely dropped the call (408/1106), and the answer fails with :class:`~webhook.errors.CallGone`.
+        Retries that Graph asks for end before ``deadline`` (``time.monotonic()``; default: Graph's own limit,
+        15 s after the call came in, 5 s for a policy-based recording call). An answer attempted later than that
+        is logged as an error: Graph has most likely dropped the call (408/1106), and the answer fails with
+        :class:`~webhook.errors.CallGone`. Raises :class:`~webhook.errors.AlreadyReplied`, sending nothing,
+        when the answer-deadline guard rejected or redirected the call first.
         """
         callback = callback_uri or self.callback_url
         if not callback:
             raise GraphNotConfigured("answer() needs WEBHOOK_CALLBACK_URL, the public https URL of this receiver")
-        left = ANSWER_DEADLINE_SECONDS
+        limit = answer_limit(self.call)
+        left = limit
         came_in = self.incoming_at if self.incoming_at is not None else incoming_at(self.call)
         if came_in is not None:
             age = time.time() - came_in
-            left = max(0.0, ANSWER_DEADLINE_SECONDS - age)
-            if age > ANSWER_DEADLINE_SECONDS:
+            left = max(0.0, limit - age)
+            if age > limit:
                 logger.error(
                     "answering call %s %.1fs after it came in: Graph drops a call not answered within %.0fs "
                     "(408/1106), so this answer most likely fails. Answer in a handler of call_state('incoming') "
                     "that runs before the 202 or is deferred without slow work ahead of it",
                     self.call_id,
                     age,
-                    ANSWER_DEADLINE_SECONDS,
+                    limit,
                 )
         body: JSON = {
             "callbackUri": callback,
@@ -141,21 +153,24 @@ class CallActions:
         }
         if participant_capacity is not None:
             body["participantCapacity"] = participant_capacity
-        self._post("answer", body, deadline=deadline or time.monotonic() + left)
+        with replying(self.store, self.call_id, "answer"):
+            self._post("answer", body, deadline=deadline or time.monotonic() + left)
 
     def reject(self, reason: str = "none", *, callback_uri: str | None = None) -> None:
         """Reject an incoming call: ``none``, ``busy`` or ``forbidden``."""
         body: JSON = {"reason": reason}
         if callback_uri:
             body["callbackUri"] = callback_uri
-        self._post("reject", body)
+        with replying(self.store, self.call_id, "reject"):
+            self._post("reject", body)
 
     def redirect(self, *targets: JSON, timeout: int | None = None) -> None:
         """Redirect an incoming call to up to 25 ``targets`` (:func:`identity`), ringing ``timeout`` s (15-90)."""
         body: JSON = {"targets": list(targets)}
         if timeout is not None:
             body["timeout"] = timeout
-        self._post("redirect", body)
+        with replying(self.store, self.call_id, "redirect"):
+            self._post("redirect", body)
 
     # During the call
 
@@ -250,42 +265,3 @@ class CallActions:
 
 def _body(**fields: Any) -> JSON:
     return {name: value for name, value in fields.items() if value is not None}
-
-
-@dataclass(frozen=True)
-class Binder:
-    """What binds a call to the calls API: the app's client and the callback URL its answers name."""
-
-    client: GraphClient
-    callback_url: str
-    store: CallStore | None = None
-
-    def bind(self, call_id: str, tenant_id: str, *, call: Call | None = None) -> CallActions:
-        return CallActions(self.client, call_id, tenant_id, self.callback_url, self.store, call=call)
-
-
-_BINDER: contextvars.ContextVar[Binder | None] = contextvars.ContextVar("webhook_actions_binder", default=None)
-
-
-@contextmanager
-def binding(binder: Binder | None) -> Iterator[None]:
-    """While handlers run: the binder that their ``actions`` argument comes from (set by the delivery)."""
-    token = _BINDER.set(binder)
-    try:
-        yield
-    finally:
-        _BINDER.reset(token)
-
-
-def actions_for_event(kwargs: Mapping[str, Any]) -> CallActions:
-    """The ``actions`` of a handler, for the event's call and its tenant (the verified ``tid``, else the call's
-    ``tenantId``)."""
-    binder = _BINDER.get()
-    call = kwargs.get("call")
-    if binder is None or call is None:
-        raise GraphNotConfigured("actions are given to handlers of call events that the receiver delivers")
-    claims = getattr(kwargs.get("notification"), "claims", None)
-    tenant = getattr(claims, "tenant_id", None) or call.tenant_id or call.data.get("tenantId")
-    if not tenant:
-        raise GraphNotConfigured(f"the tenant of call {call.id} is unknown (no verified token, no tenantId)")
-    return binder.bind(call.id, str(tenant), call=call)

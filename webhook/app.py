@@ -10,8 +10,9 @@ from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import http, http_errors, http_read, logs
-from .actions import Binder
+from .answer_guard import AnswerGuard
 from .auth import Verifier
+from .binding import Binder
 from .clock import utc_now
 from .delivery import Delivery
 from .environment import data_dir, environment_settings, unknown_environment_warnings
@@ -119,6 +120,16 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
             "no Graph credentials (WEBHOOK_CLIENT_SECRET or WEBHOOK_CLIENT_CERTIFICATE_PATH): calls are not kept "
             "alive nor resynced by comms-webhook; a bot that acts through its own Graph client keeps them alive"
         )
+    guard = None
+    if receiving:
+        settings.check_answer_fallback(graph.configured)
+        guard = AnswerGuard(
+            store,
+            graph if graph.configured else None,
+            deadline_seconds=settings.answer_deadline_seconds,
+            fallback=settings.answer_fallback,
+            target=settings.answer_fallback_target,
+        )
     plugins = load_plugins(app, settings.plugins, autoload=not settings.disable_plugin_autoload)
     journal = None
     if settings.journal == "on" or settings.journal_rejected == "on":
@@ -131,7 +142,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
     state = app.extensions[http.EXTENSION] = http.WebhookState(
         settings=settings,
         store=store,
-        receiver=Receiver(store, delivery, max_notifications=settings.max_notifications_per_body),
+        receiver=Receiver(store, delivery, max_notifications=settings.max_notifications_per_body, guard=guard),
         verifier=build_verifier(settings),
         delivery=delivery,
         sweeper=Sweeper(

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import metrics
-from .actions import Binder, binding
+from .binding import Binder, binding
 from .errors import WebhookError
 from .events import Event
 from .owners import process_owner

@@ -194,5 +194,16 @@ class GraphUnreachable(GraphError):
     sent: bool = True
 
 
+class AlreadyReplied(GraphError):
+    """The incoming call was already rejected or redirected by the answer-deadline guard
+    (``WEBHOOK_ANSWER_FALLBACK``) before this reply: nothing was sent to Graph. ``reply`` is the guard's."""
+
+    code = "already_replied"
+
+    def __init__(self, message: str, *, reply: dict[str, object], action: str = "") -> None:
+        super().__init__(message, action=action)
+        self.reply = reply
+
+
 class GraphNotConfigured(ConfigError):
     """An action was asked for, but the settings lack what acting needs (credentials, the callback URL)."""

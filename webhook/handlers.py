@@ -97,7 +97,7 @@ class Handler:
         if self._names is not None:
             offered = {name: value for name, value in offered.items() if name in self._names}
             if "actions" in self._names:  # built only for the handlers that ask
-                from .actions import actions_for_event
+                from .binding import actions_for_event
 
                 offered["actions"] = actions_for_event(kwargs)
         return self.func(**offered)

@@ -87,6 +87,13 @@ resyncs = Counter(
     ["outcome"],
     namespace=NAMESPACE,
 )
+answer_deadlines = Counter(
+    "answer_deadlines_total",
+    "Incoming calls no handler replied to by WEBHOOK_ANSWER_DEADLINE_SECONDS, by fallback (none, reject, redirect) "
+    "and outcome (logged, sent, failed).",
+    ["fallback", "outcome"],
+    namespace=NAMESPACE,
+)
 # Their outcomes are known: exported at 0 from the start, so that a rate is 0 rather than absent.
 for _outcome in ("sent", "gone", "failed"):
     keepalives.labels(_outcome)

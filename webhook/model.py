@@ -88,7 +88,9 @@ class Call:
     the store's history limit).
     ``tenant_id`` is the tenant the call belongs to (the verified ``tid``, else the call's ``tenantId``): whose
     token acts on it. ``keepalive_at`` is when the call last got a ``keepAlive`` (at first: when it was
-    answered); None while it needs none.
+    answered); None while it needs none. ``reply`` is how the bot replied to the incoming call (``action``
+    answer, reject or redirect; ``by`` handler or guard; ``at``), kept before the request goes to Graph
+    (:mod:`webhook.answering`); None until then.
     """
 
     id: str
@@ -107,6 +109,7 @@ class Call:
     stale_since: str | None = None
     tenant_id: str | None = None
     keepalive_at: str | None = None
+    reply: JSON | None = None
     seen_at: str = ""
     created_at: str = ""
     updated_at: str = ""
@@ -216,6 +219,7 @@ class Call:
             "staleSince": self.stale_since,
             "tenantId": self.tenant_id,
             "keepAliveAt": self.keepalive_at,
+            "reply": self.reply,
             "seenAt": self.seen_at,
             "data": self.data,
             "createdAt": self.created_at,
@@ -242,6 +246,7 @@ class Call:
             stale_since=doc.get("staleSince"),
             tenant_id=doc.get("tenantId"),
             keepalive_at=doc.get("keepAliveAt"),
+            reply=doc.get("reply"),
             seen_at=doc.get("seenAt") or doc.get("updatedAt") or "",
             created_at=doc.get("createdAt") or "",
             updated_at=doc.get("updatedAt") or "",

@@ -11,7 +11,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import codec, logs, metrics
 from .clock import utc_now
@@ -22,6 +22,9 @@ from .notification import Claims, Notification
 from .parse import load_notifications
 from .settings import default
 from .store.base import CallStore
+
+if TYPE_CHECKING:
+    from .answer_guard import AnswerGuard
 
 transitions_log = logging.getLogger("webhook.transitions")
 
@@ -76,7 +79,8 @@ def decode_body(raw: bytes) -> Any:
 
 
 class Receiver:
-    """Validates a body, applies each notification through the store, and delivers the resulting events."""
+    """Validates a body, applies each notification through the store, and delivers the resulting events;
+    ``guard`` watches each call that comes in for a reply in time."""
 
     def __init__(
         self,
@@ -85,8 +89,10 @@ class Receiver:
         *,
         clock: Callable[[], str] = utc_now,
         max_notifications: int = MAX_NOTIFICATIONS_PER_BODY,
+        guard: AnswerGuard | None = None,
     ) -> None:
         self.store = store
+        self.guard = guard
         self.clock = clock
         self.max_notifications = max_notifications
         self.delivery = delivery if delivery is not None else Delivery(store, clock=clock)
@@ -126,6 +132,8 @@ class Receiver:
             if event.name == "call_state_changed":
                 metrics.transitions.labels(event.sender).inc()
                 _log_transition(notification, event, context)
+                if event.sender == "incoming" and self.guard is not None and decision.call is not None:
+                    self.guard.watch(decision.call)  # before the handlers, whose time counts against it
         delivery.deliver(decision.events)
         return decision
 

@@ -52,6 +52,32 @@ keepalive_period = number(
     advice="; 900 is what Microsoft recommends",
 )
 
+answer_deadline = number(
+    whole=False,
+    zero=False,
+    at_most=14,
+    why=" (Graph drops a call not answered within 15 s: the fallback needs the rest)",
+    advice="; 10 leaves the fallback 5 s",
+)
+
+#: The kinds of party a redirect target may name, as ``kind:id``.
+TARGET_KINDS = ("user", "application", "phone")
+
+
+def redirect_target(name: str, value: Any) -> str:
+    """Whom to redirect to, as ``user:<AAD object id>``, ``application:<app id>`` or ``phone:+<E.164>``."""
+    text = as_text(name, value)
+    kind, _, who = text.partition(":")
+    if kind not in TARGET_KINDS or not who.strip():
+        raise ConfigError(
+            f"{PREFIX}{name} must name a party as user:<object id>, application:<app id> or phone:+<number>; "
+            f"got {value!r}"
+        )
+    if kind == "phone" and not (who.startswith("+") and who[1:].isdigit()):
+        raise ConfigError(f"{PREFIX}{name}: a phone number is written +<country code><number> (E.164); got {who!r}")
+    return f"{kind}:{who.strip()}"
+
+
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 

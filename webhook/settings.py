@@ -18,6 +18,7 @@ from .errors import ConfigError
 from .setting_types import (
     PREFIX,
     Parser,
+    answer_deadline,
     as_text,
     choice,
     flag,
@@ -28,6 +29,7 @@ from .setting_types import (
     non_negative_int,
     positive_float,
     positive_int,
+    redirect_target,
     store_url,
     switch,
 )
@@ -164,6 +166,21 @@ class Settings:
         900.0,
         "Each answered call gets keepAlive this often (Graph ends calls after 45 min without); 0: off.",
     )
+    answer_deadline_seconds: float = _declare(
+        answer_deadline,
+        10.0,
+        "An incoming call no handler replied to this many seconds after it came in gets the fallback (Graph drops "
+        "it at 15 s; a policy-based recording call, which Graph drops at 5 s, at the same share of that).",
+    )
+    answer_fallback: str = _declare(
+        choice("none", "reject", "redirect"),
+        "none",
+        "What the answer-deadline guard does: none (log and count), reject (busy), or redirect to "
+        "ANSWER_FALLBACK_TARGET. reject and redirect need Graph credentials.",
+    )
+    answer_fallback_target: str = _declare(
+        redirect_target, "", "Whom the guard redirects to: user:<object id>, application:<app id> or phone:+<number>."
+    )
     resync_stale: str = _declare(
         switch,
         "on",
@@ -227,6 +244,19 @@ class Settings:
             )
         if self.auth == "jwt" and not self.issuers:
             raise ConfigError(f"{PREFIX}ISSUERS is empty: no token could ever be accepted")
+
+    def check_answer_fallback(self, graph_configured: bool) -> None:
+        """Raise :class:`ConfigError` when the answer-deadline guard's fallback cannot be carried out."""
+        if self.answer_fallback == "redirect" and not self.answer_fallback_target:
+            raise ConfigError(
+                f"{PREFIX}ANSWER_FALLBACK=redirect needs {PREFIX}ANSWER_FALLBACK_TARGET (user:<object id>, "
+                "application:<app id> or phone:+<number>)"
+            )
+        if self.answer_fallback != "none" and not graph_configured:
+            raise ConfigError(
+                f"{PREFIX}ANSWER_FALLBACK={self.answer_fallback} acts on calls through Graph: set "
+                f"{PREFIX}CLIENT_SECRET (or {PREFIX}CLIENT_CERTIFICATE_PATH), or {PREFIX}ANSWER_FALLBACK=none"
+            )
 
     def masked(self) -> dict[str, Any]:
         """The settings by name, secrets masked: for logs and ``check-config``."""

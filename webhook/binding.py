@@ -1,0 +1,55 @@
+"""What binds the events a delivery sends to the calls API: a handler's ``actions`` argument, for the event's
+call and its tenant."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from .actions import CallActions
+from .errors import GraphNotConfigured
+from .graph import GraphClient
+from .model import Call
+from .store.base import CallStore
+
+
+@dataclass(frozen=True)
+class Binder:
+    """What binds a call to the calls API: the app's client and the callback URL its answers name."""
+
+    client: GraphClient
+    callback_url: str
+    store: CallStore | None = None
+
+    def bind(self, call_id: str, tenant_id: str, *, call: Call | None = None) -> CallActions:
+        return CallActions(self.client, call_id, tenant_id, self.callback_url, self.store, call=call)
+
+
+_BINDER: contextvars.ContextVar[Binder | None] = contextvars.ContextVar("webhook_actions_binder", default=None)
+
+
+@contextmanager
+def binding(binder: Binder | None) -> Iterator[None]:
+    """While handlers run: the binder that their ``actions`` argument comes from (set by the delivery)."""
+    token = _BINDER.set(binder)
+    try:
+        yield
+    finally:
+        _BINDER.reset(token)
+
+
+def actions_for_event(kwargs: Mapping[str, Any]) -> CallActions:
+    """The ``actions`` of a handler, for the event's call and its tenant (the verified ``tid``, else the call's
+    ``tenantId``)."""
+    binder = _BINDER.get()
+    call = kwargs.get("call")
+    if binder is None or call is None:
+        raise GraphNotConfigured("actions are given to handlers of call events that the receiver delivers")
+    claims = getattr(kwargs.get("notification"), "claims", None)
+    tenant = getattr(claims, "tenant_id", None) or call.tenant_id or call.data.get("tenantId")
+    if not tenant:
+        raise GraphNotConfigured(f"the tenant of call {call.id} is unknown (no verified token, no tenantId)")
+    return binder.bind(call.id, str(tenant), call=call)
