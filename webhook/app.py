@@ -17,6 +17,7 @@ from .clock import utc_now
 from .delivery import Delivery
 from .environment import data_dir, environment_settings, unknown_environment_warnings
 from .graph import GraphClient
+from .joining import JoinDecider
 from .journal import Journal
 from .keys import KeyCache
 from .plugins import load_plugins
@@ -142,7 +143,15 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
     state = app.extensions[http.EXTENSION] = http.WebhookState(
         settings=settings,
         store=store,
-        receiver=Receiver(store, delivery, max_notifications=settings.max_notifications_per_body, guard=guard),
+        receiver=Receiver(
+            store,
+            delivery,
+            max_notifications=settings.max_notifications_per_body,
+            guard=guard,
+            joining=JoinDecider(
+                timeout_seconds=settings.joining_timeout_seconds, default_response=settings.joining_default
+            ),
+        ),
         verifier=build_verifier(settings),
         delivery=delivery,
         sweeper=Sweeper(

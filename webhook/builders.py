@@ -91,6 +91,43 @@ def incoming_call(
     )
 
 
+def participant_joining(
+    call_id: str, *, joining_call_id: str | None = None, observed: str = "Alice", tenant_id: str | None = None
+) -> JSON:
+    """A ``participantJoiningNotification`` on the bot's call ``call_id``: the user ``observed``, under a
+    recording policy, is about to join the call ``joining_call_id``.
+
+    Microsoft documents the resource (``participantJoiningNotification``: an ``id`` and the joining ``call``) but
+    publishes no whole notification; this one carries it as ``resourceData`` of a ``created`` notification, as
+    an incoming call's is, the call shaped as in the policy-recording example of "Answer call".
+    """
+    observed_id = new_id()
+    joining: JSON = {
+        "@odata.type": GRAPH + "call",
+        "id": joining_call_id or new_id(),
+        "state": "incoming",
+        "direction": "incoming",
+        "source": {
+            "@odata.type": GRAPH + "participantInfo",
+            "id": observed_id,
+            "identity": {
+                "@odata.type": GRAPH + "identitySet",
+                "user": {"@odata.type": GRAPH + "identity", "displayName": observed, "id": new_id()},
+            },
+        },
+        "incomingContext": {
+            "@odata.type": GRAPH + "incomingContext",
+            "sourceParticipantId": observed_id,
+            "observedParticipantId": observed_id,
+        },
+        "applicationMetadata": {"botData": {"inviteReasons": ["PolicyBasedRecording"]}},
+    }
+    if tenant_id is not None:
+        joining["tenantId"] = tenant_id
+    data = {"@odata.type": GRAPH + "participantJoiningNotification", "id": new_id(), "call": joining}
+    return _notification("created", call_id, data)
+
+
 def call_ended(call_id: str, result: JSON | None = None, **fields: Any) -> JSON:
     """The ``deleted`` notification that ends a call (state ``terminated``)."""
     return call_notification(call_id, "terminated", change_type="deleted", result=result, **fields)

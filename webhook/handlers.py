@@ -37,6 +37,7 @@ from .signals import (
     handler_failed,
     notification_received,
     operation_completed,
+    participant_joining,
     participants_joined,
     participants_left,
     participants_updated,
@@ -175,6 +176,11 @@ class On:
     def stale(self, *args: Any, deferred: bool = False) -> Any:
         """An active call went quiet for STALE_AFTER_SECONDS: ``call``, ``last_seen``."""
         return self._decorate(call_stale, args, deferred)
+
+    def participant_joining(self, *args: Any) -> Any:
+        """Policy-based recording: return ``accept()``, ``reject(reason)`` or ``invite_new_bot(uri)`` (from
+        :mod:`webhook.joining`) for ``joining``, the call a participant joins; answered within Graph's deadline."""
+        return self._decorate(participant_joining, args, False)
 
     def failure(self, *signal_names: Any) -> Any:
         """Another handler raised: ``handler``, ``exception``, ``call``..."""

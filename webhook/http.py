@@ -74,7 +74,7 @@ def webhook_state() -> WebhookState:
 @bp.post("/api/calls")
 def receive_notifications() -> Response:
     """Graph's callback: 202 with an empty body (and no content type) once every notification is stored and
-    signalled."""
+    signalled; 200 with the ``participantJoiningResponse`` for a participant joining."""
     received_at = utc_now()
     state = webhook_state()
     limit = state.settings.max_body_bytes
@@ -106,11 +106,13 @@ def receive_notifications() -> Response:
     if is_legacy_calling_body(body):
         return _legacy_handshake(claims)
     with state.processing:
-        decisions = state.receiver.receive(body, claims, _correlation())
-        g.webhook_calls = sorted({d.call.id for d in decisions if d.call is not None})
+        received = state.receiver.process(body, claims, _correlation())
+        g.webhook_calls = sorted({d.call.id for d in received.decisions if d.call is not None})
         if state.journal is not None and state.settings.journal == "on":
             record = {"receivedAt": received_at, "tenant": claims.tenant_id, "body": body_text(raw)}
             append_to_journal(state.journal, "journal", record)
+    if received.join_response is not None:  # policy-based recording: Graph reads the decision in the body
+        return jsonify(received.join_response.to_graph())
     return _empty(202)
 
 

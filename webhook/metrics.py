@@ -94,6 +94,13 @@ answer_deadlines = Counter(
     ["fallback", "outcome"],
     namespace=NAMESPACE,
 )
+participant_joining = Counter(
+    "participant_joining_total",
+    "Answers to participantJoiningNotification, by response (accept, reject, inviteNewBot) and by whom "
+    "(handler, default: no handler decided, timeout: none decided in time).",
+    ["response", "by"],
+    namespace=NAMESPACE,
+)
 # Their outcomes are known: exported at 0 from the start, so that a rate is 0 rather than absent.
 for _outcome in ("sent", "gone", "failed"):
     keepalives.labels(_outcome)

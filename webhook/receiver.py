@@ -11,6 +11,7 @@ import json
 import logging
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import codec, logs, metrics
@@ -21,10 +22,12 @@ from .events import Decision, Event
 from .notification import Claims, Notification
 from .parse import load_notifications
 from .settings import default
+from .state import is_joining_notification
 from .store.base import CallStore
 
 if TYPE_CHECKING:
     from .answer_guard import AnswerGuard
+    from .joining import JoinDecider, JoinResponse
 
 transitions_log = logging.getLogger("webhook.transitions")
 
@@ -78,9 +81,18 @@ def decode_body(raw: bytes) -> Any:
     return body
 
 
+@dataclass(frozen=True)
+class Received:
+    """What one body did: a committed decision per notification, in order, and the answer to a participant
+    joining (policy-based recording), which goes back to Graph in the response body."""
+
+    decisions: list[Decision]
+    join_response: JoinResponse | None = None
+
+
 class Receiver:
     """Validates a body, applies each notification through the store, and delivers the resulting events;
-    ``guard`` watches each call that comes in for a reply in time."""
+    ``guard`` watches each call that comes in for a reply in time, ``joining`` decides participants joining."""
 
     def __init__(
         self,
@@ -90,9 +102,11 @@ class Receiver:
         clock: Callable[[], str] = utc_now,
         max_notifications: int = MAX_NOTIFICATIONS_PER_BODY,
         guard: AnswerGuard | None = None,
+        joining: JoinDecider | None = None,
     ) -> None:
         self.store = store
         self.guard = guard
+        self.joining = joining
         self.clock = clock
         self.max_notifications = max_notifications
         self.delivery = delivery if delivery is not None else Delivery(store, clock=clock)
@@ -104,6 +118,11 @@ class Receiver:
         :class:`~webhook.errors.StoreUnavailable` when a notification could not be stored (the ones before it
         were applied; re-sending the whole body is safe, as applied ones come back as duplicates).
         """
+        return self.process(body, claims, context).decisions
+
+    def process(self, body: Any, claims: Claims | None = None, context: dict[str, str] | None = None) -> Received:
+        """:meth:`receive`, with the answer to a participant joining the body carries (the first one's: Graph
+        sends one at a time)."""
         batch = body.get("value") if isinstance(body, dict) else None
         if isinstance(batch, list) and len(batch) > self.max_notifications:
             # Refused before any is validated: each costs a store transaction, and one body must not hold a
@@ -116,7 +135,15 @@ class Receiver:
         notifications = load_notifications(body)
         if claims is not None:
             notifications = [n.with_claims(claims) for n in notifications]
-        return [self.apply(notification, context) for notification in notifications]
+        decisions = [self.apply(notification, context) for notification in notifications]
+        joining = [n for n in notifications if is_joining_notification(n.data)]
+        if not joining:
+            return Received(decisions)
+        if self.joining is None:
+            from .joining import JoinDecider
+
+            self.joining = JoinDecider()
+        return Received(decisions, self.joining.decide(joining[0]))
 
     def apply(self, notification: Notification, context: dict[str, str] | None = None) -> Decision:
         """Apply one notification and deliver its events; ``context`` (correlation headers) goes into the logs."""

@@ -60,6 +60,13 @@ answer_deadline = number(
     advice="; 10 leaves the fallback 5 s",
 )
 
+joining_timeout = number(
+    whole=False,
+    zero=False,
+    at_most=4.5,
+    why=" (Graph waits 5 s for the answer to a participant joining)",
+)
+
 #: The kinds of party a redirect target may name, as ``kind:id``.
 TARGET_KINDS = ("user", "application", "phone")
 

@@ -23,6 +23,7 @@ from .setting_types import (
     choice,
     flag,
     http_url,
+    joining_timeout,
     keepalive_period,
     names,
     non_negative_float,
@@ -180,6 +181,16 @@ class Settings:
     )
     answer_fallback_target: str = _declare(
         redirect_target, "", "Whom the guard redirects to: user:<object id>, application:<app id> or phone:+<number>."
+    )
+    joining_timeout_seconds: float = _declare(
+        joining_timeout,
+        3.0,
+        "How long participant_joining handlers have to decide before JOINING_DEFAULT is answered (Graph waits 5 s).",
+    )
+    joining_default: str = _declare(
+        choice("reject", "accept"),
+        "reject",
+        "The answer to a participant joining when no handler decided in time: reject (busy) or accept.",
     )
     resync_stale: str = _declare(
         switch,

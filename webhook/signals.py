@@ -179,6 +179,15 @@ call_stale = _signal(
     ``last_seen`` (when the last notification arrived).""",
     ("call", "last_seen"),
 )
+participant_joining = _signal(
+    "participant_joining",
+    """A participant under a recording policy is about to join a call this compliance recording bot records
+    (Graph's ``participantJoiningNotification``). Receivers return the decision (``webhook.joining.accept()``,
+    ``reject(reason)``, ``invite_new_bot(uri)``) or None; it is answered in the response body, before the 202's
+    place. Sender: the call id of the notification. Keyword arguments: ``joining`` (the joining call, a
+    :class:`~webhook.model.Call`), ``notification``.""",
+    ("joining", "notification"),
+)
 handler_failed = _signal(
     "handler_failed",
     """A receiver raised. The other receivers still ran and the request still succeeded. Sender: the name of

@@ -64,6 +64,13 @@ def is_backwards(current: str | None, target: str, data: JSON) -> bool:
     return not (current == "transferring" and rank(target) == _IN_CALL and result_failed(data))
 
 
+def is_joining_notification(data: object) -> bool:
+    """Whether a notification's ``resourceData`` is a ``participantJoiningNotification`` (policy-based
+    recording; answered in the response body by :mod:`webhook.joining`, never applied to a call)."""
+    kind = data.get("@odata.type") if isinstance(data, dict) else None
+    return isinstance(kind, str) and kind.lower().endswith("participantjoiningnotification")
+
+
 def decide(current: Call | None, notification: Notification, now: str) -> Decision:
     """Apply ``notification`` to ``current`` (None for a call never seen) at time ``now`` (an ISO string).
 
@@ -71,6 +78,8 @@ def decide(current: Call | None, notification: Notification, now: str) -> Decisi
     """
     if notification.kind == "other":
         return Decision("ignored", None, reason=f"no state is kept for {notification.resource.path}")
+    if is_joining_notification(notification.data):
+        return Decision("ignored", None, reason="a participant joining is answered in the response, not stored")
     call = current.copy() if current is not None else Call(id=notification.call_id, created_at=now)
     call.seen_at = now
     # A notification proves the call is alive: a stale mark goes, whatever the notification does.
