@@ -50,6 +50,7 @@ _EXPORTS = {
     "participants_joined": "signals",
     "participants_left": "signals",
     "participants_updated": "signals",
+    "route_incoming": "signals",
     "tone_received": "signals",
 }
 
@@ -92,6 +93,7 @@ if TYPE_CHECKING:
         participants_joined as participants_joined,
         participants_left as participants_left,
         participants_updated as participants_updated,
+        route_incoming as route_incoming,
         tone_received as tone_received,
     )
     from .store import CallStore as CallStore, SQLiteStore as SQLiteStore, open_store as open_store

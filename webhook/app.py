@@ -110,7 +110,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
         clock=utc_now,
     )
     graph = GraphClient.from_settings(settings)
-    delivery.binder = Binder(graph, settings.callback_url, store)
+    delivery.binder = Binder(graph, settings.instance_callback_url or settings.callback_url, store)
     upkeep = None
     if graph.configured:
         upkeep = Upkeep(

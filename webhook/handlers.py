@@ -41,6 +41,7 @@ from .signals import (
     participants_joined,
     participants_left,
     participants_updated,
+    route_incoming,
     tone_received,
 )
 
@@ -181,6 +182,11 @@ class On:
         """Policy-based recording: return ``accept()``, ``reject(reason)`` or ``invite_new_bot(uri)`` (from
         :mod:`webhook.joining`) for ``joining``, the call a participant joins; answered within Graph's deadline."""
         return self._decorate(participant_joining, args, False)
+
+    def route_incoming(self, *args: Any) -> Any:
+        """Region and instance routing: return the callback URL an ``incoming`` call belongs to (or
+        :func:`webhook.routing.redirect_to`), or None to keep it here."""
+        return self._decorate(route_incoming, args, False)
 
     def failure(self, *signal_names: Any) -> Any:
         """Another handler raised: ``handler``, ``exception``, ``call``..."""

@@ -36,6 +36,7 @@ from .legacy import is_legacy_calling_body
 from .notification import Claims
 from .plugins import LoadedPlugin
 from .receiver import Receiver, decode_body
+from .routing import Redirect
 from .settings import Settings
 from .store.base import CallStore
 from .sweeper import Sweeper
@@ -74,7 +75,8 @@ def webhook_state() -> WebhookState:
 @bp.post("/api/calls")
 def receive_notifications() -> Response:
     """Graph's callback: 202 with an empty body (and no content type) once every notification is stored and
-    signalled; 200 with the ``participantJoiningResponse`` for a participant joining."""
+    signalled; 200 with the ``participantJoiningResponse`` for a participant joining; 307 (or 302) with a
+    ``Location`` for an incoming call that ``route_incoming`` sends to another region or instance."""
     received_at = utc_now()
     state = webhook_state()
     limit = state.settings.max_body_bytes
@@ -106,7 +108,10 @@ def receive_notifications() -> Response:
     if is_legacy_calling_body(body):
         return _legacy_handshake(claims)
     with state.processing:
-        received = state.receiver.process(body, claims, _correlation())
+        here = (request.base_url, state.settings.instance_callback_url)
+        received = state.receiver.process(body, claims, _correlation(), here=here)
+        if received.redirect is not None:  # another region's or instance's call: it journals it there
+            return _redirect(received.redirect)
         g.webhook_calls = sorted({d.call.id for d in received.decisions if d.call is not None})
         if state.journal is not None and state.settings.journal == "on":
             record = {"receivedAt": received_at, "tenant": claims.tenant_id, "body": body_text(raw)}
@@ -121,6 +126,12 @@ def _legacy_handshake(claims: Claims) -> Response:
     metrics.legacy_handshakes.inc()
     logger.info("a callback in the old Bot Framework calling format from tenant %s: answered 204", claims.tenant_id)
     return _empty(204)
+
+
+def _redirect(redirect: Redirect) -> Response:
+    answer = _empty(redirect.status)
+    answer.headers["Location"] = redirect.location
+    return answer
 
 
 def _empty(status: int) -> Response:

@@ -101,6 +101,12 @@ participant_joining = Counter(
     ["response", "by"],
     namespace=NAMESPACE,
 )
+redirects = Counter(
+    "redirects_total",
+    "Incoming calls sent on to another region or instance (route_incoming), by status (302, 307).",
+    ["status"],
+    namespace=NAMESPACE,
+)
 # Their outcomes are known: exported at 0 from the start, so that a rate is 0 rather than absent.
 for _outcome in ("sent", "gone", "failed"):
     keepalives.labels(_outcome)

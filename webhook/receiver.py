@@ -21,6 +21,7 @@ from .errors import PayloadError
 from .events import Decision, Event
 from .notification import Claims, Notification
 from .parse import load_notifications
+from .routing import Redirect, route
 from .settings import default
 from .state import is_joining_notification
 from .store.base import CallStore
@@ -88,6 +89,8 @@ class Received:
 
     decisions: list[Decision]
     join_response: JoinResponse | None = None
+    #: Where the body goes instead (region or instance routing); nothing was applied then.
+    redirect: Redirect | None = None
 
 
 class Receiver:
@@ -120,9 +123,17 @@ class Receiver:
         """
         return self.process(body, claims, context).decisions
 
-    def process(self, body: Any, claims: Claims | None = None, context: dict[str, str] | None = None) -> Received:
+    def process(
+        self,
+        body: Any,
+        claims: Claims | None = None,
+        context: dict[str, str] | None = None,
+        *,
+        here: tuple[str, ...] = (),
+    ) -> Received:
         """:meth:`receive`, with the answer to a participant joining the body carries (the first one's: Graph
-        sends one at a time)."""
+        sends one at a time), or, before anything is applied, where ``route_incoming`` handlers send it
+        (``here``: this receiver's own URLs, which a redirect may not name)."""
         batch = body.get("value") if isinstance(body, dict) else None
         if isinstance(batch, list) and len(batch) > self.max_notifications:
             # Refused before any is validated: each costs a store transaction, and one body must not hold a
@@ -135,6 +146,9 @@ class Receiver:
         notifications = load_notifications(body)
         if claims is not None:
             notifications = [n.with_claims(claims) for n in notifications]
+        redirect = route(notifications, context or {}, here)
+        if redirect is not None:
+            return Received([], redirect=redirect)
         decisions = [self.apply(notification, context) for notification in notifications]
         joining = [n for n in notifications if is_joining_notification(n.data)]
         if not joining:

@@ -158,6 +158,12 @@ class Settings:
     callback_url: str = _declare(
         as_text, "", "This receiver's public https URL (.../api/calls), given to Graph in answer()."
     )
+    instance_callback_url: str = _declare(
+        as_text,
+        "",
+        "This instance's own https URL (.../api/calls): answer() gives it instead of CALLBACK_URL, so that a call's "
+        "notifications come back to the instance that answered it (affinity; not needed with a shared store).",
+    )
     graph_ca_bundle: str = _declare(
         as_text, "", "A PEM file of extra certificates to trust for Graph (a fake Graph in tests)."
     )

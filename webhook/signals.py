@@ -188,6 +188,15 @@ participant_joining = _signal(
     :class:`~webhook.model.Call`), ``notification``.""",
     ("joining", "notification"),
 )
+route_incoming = _signal(
+    "route_incoming",
+    """An incoming call's notification, before anything is stored: receivers return the callback URL of the
+    region or instance it belongs to (answered ``307``; or ``webhook.routing.redirect_to(url, status=302)``), or
+    None to keep it here. Sender: the call id. Keyword arguments: ``incoming`` (the call, a
+    :class:`~webhook.model.Call`), ``notification``, ``headers`` (the correlation headers, ``MS-Teams-Region``
+    among them).""",
+    ("incoming", "notification", "headers"),
+)
 handler_failed = _signal(
     "handler_failed",
     """A receiver raised. The other receivers still ran and the request still succeeded. Sender: the name of
