@@ -23,39 +23,41 @@ import os
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING
 
 from . import metrics
 from .actions import CallActions, target_identity
 from .answering import answer_limit, claim_reply, guard_delay
 from .clock import utc_now
 from .errors import WebhookError
+from .graph import GraphClient
 from .model import Call
 from .settings import default
 from .store.base import CallStore
-
-if TYPE_CHECKING:
-    from .graph import GraphClient
+from .upkeep import ClientFor
 
 logger = logging.getLogger("webhook.answer_guard")
 
 
 class AnswerGuard:
     """The guard of one app in one process: :meth:`watch` each call that came in, and a thread of its own
-    gives each, when due, to :meth:`act`. ``client`` (Graph) is needed unless ``fallback`` is ``none``."""
+    gives each, when due, to :meth:`act`. ``clients`` (Graph: a client, or the client of a call's bot by its
+    app id) are needed unless ``fallback`` is ``none``."""
 
     def __init__(
         self,
         store: CallStore,
-        client: GraphClient | None = None,
+        clients: GraphClient | ClientFor | None = None,
         *,
         deadline_seconds: float = default("ANSWER_DEADLINE_SECONDS"),
         fallback: str = default("ANSWER_FALLBACK"),
         target: str = default("ANSWER_FALLBACK_TARGET"),
     ) -> None:
-        if fallback != "none" and client is None:
+        if fallback != "none" and clients is None:
             raise ValueError(f"the {fallback} fallback acts through Graph: give the guard a client")
-        self.store, self.client = store, client
+        self.store = store
+        self.clients: ClientFor = (
+            (lambda app_id: clients) if isinstance(clients, GraphClient) or clients is None else clients
+        )
         self.deadline_seconds, self.fallback, self.target = deadline_seconds, fallback, target
         self._due: list[tuple[float, str]] = []  # (time.monotonic() when due, call id), a heap
         self._wake = threading.Condition()
@@ -99,11 +101,14 @@ class AnswerGuard:
         return self._send(claimed.call)
 
     def _send(self, call: Call) -> str:
-        assert self.client is not None  # checked when built
+        client = self.clients(call.app_id)
+        if client is None:
+            logger.error("call %s: its bot has no Graph credentials for the answer-deadline fallback", call.id)
+            return self._count("failed")
         if not call.tenant_id:
             logger.error("call %s: the answer-deadline fallback needs the call's tenant, which is unknown", call.id)
             return self._count("failed")
-        actions = CallActions(self.client, call.id, call.tenant_id)  # no store: the guard's claim is made
+        actions = CallActions(client, call.id, call.tenant_id)  # no store: the guard's claim is made
         try:
             if self.fallback == "reject":
                 actions.reject("busy")

@@ -11,15 +11,13 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import http, http_errors, http_read, logs
 from .answer_guard import AnswerGuard
-from .auth import Verifier
 from .binding import Binder
+from .bots import Bots
 from .clock import utc_now
 from .delivery import Delivery
 from .environment import data_dir, environment_settings, unknown_environment_warnings
-from .graph import GraphClient
 from .joining import JoinDecider
 from .journal import Journal
-from .keys import KeyCache
 from .plugins import load_plugins
 from .receiver import Receiver
 from .setting_types import PREFIX
@@ -52,25 +50,6 @@ def load_settings(config: Mapping[str, Any] | None = None, *, app: Flask | None 
     if config:
         app.config.update(config)
     return Settings.from_mapping(app.config, instance_path=app.instance_path)
-
-
-def build_verifier(settings: Settings) -> Verifier | None:
-    """The token verifier the settings describe; None when auth is disabled. Keys are fetched on first use."""
-    if settings.auth != "jwt":
-        return None
-    keys = KeyCache(
-        settings.openid_config_url,
-        refresh_seconds=settings.jwks_refresh_seconds,
-        min_refetch_seconds=settings.jwks_min_refetch_seconds,
-        timeout=settings.key_fetch_timeout_seconds,
-    )
-    return Verifier(
-        settings.app_id,
-        keys,
-        issuers=settings.issuers,
-        allowed_tenants=settings.allowed_tenants,
-        leeway_seconds=settings.auth_leeway_seconds,
-    )
 
 
 def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = True) -> Flask:
@@ -109,12 +88,15 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
         lease_seconds=settings.outbox_lease_seconds,
         clock=utc_now,
     )
-    graph = GraphClient.from_settings(settings)
-    delivery.binder = Binder(graph, settings.instance_callback_url or settings.callback_url, store)
+    bots = Bots.from_settings(settings)
+    delivery.binder = Binder(bots, store)
     upkeep = None
-    if graph.configured:
+    if bots.configured:
         upkeep = Upkeep(
-            delivery, graph, keepalive_seconds=settings.keepalive_seconds, resync_stale=settings.resync_stale == "on"
+            delivery,
+            bots.client_for,
+            keepalive_seconds=settings.keepalive_seconds,
+            resync_stale=settings.resync_stale == "on",
         )
     elif receiving and settings.keepalive_seconds > 0:
         logger.info(
@@ -123,10 +105,10 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
         )
     guard = None
     if receiving:
-        settings.check_answer_fallback(graph.configured)
+        settings.check_answer_fallback(bots.configured)
         guard = AnswerGuard(
             store,
-            graph if graph.configured else None,
+            bots.client_for if bots.configured else None,
             deadline_seconds=settings.answer_deadline_seconds,
             fallback=settings.answer_fallback,
             target=settings.answer_fallback_target,
@@ -152,7 +134,8 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
                 timeout_seconds=settings.joining_timeout_seconds, default_response=settings.joining_default
             ),
         ),
-        verifier=build_verifier(settings),
+        verifier=next((bot.verifier for bot in (bots.default, *bots) if bot.verifier is not None), None),
+        bots=bots,
         delivery=delivery,
         sweeper=Sweeper(
             delivery,
@@ -162,7 +145,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
         ),
         plugins=tuple(plugins),
         journal=journal,
-        graph=graph,
+        graph=bots.default.client,
     )
     app.register_blueprint(http.bp)
     app.register_blueprint(http_read.read_api)

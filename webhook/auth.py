@@ -146,7 +146,12 @@ class Verifier:
         if self.allowed_tenants and tenant.lower() not in self.allowed_tenants:
             raise refuse("tenant_not_allowed")
         app_id = claims.get("appid") or claims.get("azp")
-        return Claims(tenant_id=tenant, app_id=app_id if isinstance(app_id, str) else None, issuer=claims["iss"])
+        return Claims(
+            tenant_id=tenant,
+            app_id=app_id if isinstance(app_id, str) else None,
+            issuer=claims["iss"],
+            audience=self.app_id,
+        )
 
     def _cached(self, token: str) -> Claims | None:
         """The claims of a token verified before, if it is still within its validity and its key still listed."""

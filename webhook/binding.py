@@ -10,22 +10,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from .actions import CallActions
+from .bots import Bots
 from .errors import GraphNotConfigured
-from .graph import GraphClient
 from .model import Call
 from .store.base import CallStore
 
 
 @dataclass(frozen=True)
 class Binder:
-    """What binds a call to the calls API: the app's client and the callback URL its answers name."""
+    """What binds a call to the calls API: the bot it belongs to (its client, and the callback URL its answers
+    name), and the store its replies are kept in."""
 
-    client: GraphClient
-    callback_url: str
+    bots: Bots
     store: CallStore | None = None
 
     def bind(self, call_id: str, tenant_id: str, *, call: Call | None = None) -> CallActions:
-        return CallActions(self.client, call_id, tenant_id, self.callback_url, self.store, call=call)
+        bot = self.bots.of(call.app_id if call is not None else None)
+        return CallActions(bot.client, call_id, tenant_id, bot.callback_url, self.store, call=call)
 
 
 _BINDER: contextvars.ContextVar[Binder | None] = contextvars.ContextVar("webhook_actions_binder", default=None)

@@ -87,12 +87,16 @@ class GraphClient:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> GraphClient:
+    def from_settings(
+        cls, settings: Settings, *, app_id: str | None = None, client_secret: str | None = None
+    ) -> GraphClient:
+        """The client of ``WEBHOOK_APP_ID`` (or of ``app_id`` with its ``client_secret``: one of WEBHOOK_APPS)."""
+        other = app_id is not None and app_id != settings.app_id
         return cls(
-            app_id=settings.app_id,
-            client_secret=settings.client_secret,
-            certificate_path=settings.client_certificate_path,
-            certificate_thumbprint=settings.client_certificate_thumbprint,
+            app_id=app_id if app_id is not None else settings.app_id,
+            client_secret=client_secret if client_secret is not None else settings.client_secret,
+            certificate_path="" if other else settings.client_certificate_path,
+            certificate_thumbprint="" if other else settings.client_certificate_thumbprint,
             graph_url=settings.graph_url,
             authority_url=settings.authority_url,
             ca_bundle=settings.graph_ca_bundle,
@@ -255,17 +259,10 @@ def actions_for(call_id: str, tenant_id: str) -> Any:
     :class:`~webhook.actions.CallActions`."""
     from flask import current_app
 
-    from .actions import CallActions
     from .http import EXTENSION
     from .resources import canonical_id
 
     state = current_app.extensions[EXTENSION]
     call_id = canonical_id(call_id)
-    return CallActions(
-        state.graph,
-        call_id,
-        tenant_id,
-        state.settings.callback_url,
-        state.store,
-        call=state.store.get(call_id),  # its history is read only if it is answered
-    )
+    # Its history is read only if it is answered; its app says whose credentials act on it.
+    return state.delivery.binder.bind(call_id, tenant_id, call=state.store.get(call_id))

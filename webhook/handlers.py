@@ -69,6 +69,8 @@ class Handler:
     senders: tuple[str, ...] | None
     deferred: bool
     plugin: str
+    #: Only the events of this bot (its app id), when one receiver serves several; None: every bot's.
+    app: str | None = None
     handler_name: str = ""
     _names: frozenset[str] | None = field(default=None, repr=False)
 
@@ -95,6 +97,8 @@ class Handler:
 
     def __call__(self, sender: Any, **kwargs: Any) -> Any:
         notification = kwargs.get("notification")
+        if self.app is not None and _app_of(kwargs) != self.app:
+            return None  # another bot's event
         offered = {"sender": sender, "claims": getattr(notification, "claims", None), **kwargs}
         if self._names is not None:
             offered = {name: value for name, value in offered.items() if name in self._names}
@@ -107,17 +111,30 @@ class Handler:
     def describe(self) -> str:
         filters = f" {', '.join(self.senders)}" if self.senders else ""
         deferred = " (deferred)" if self.deferred else ""
-        return f"{self.handler_name} on {self.signal.name}{filters}{deferred}"
+        app = f" (app {self.app})" if self.app else ""
+        return f"{self.handler_name} on {self.signal.name}{filters}{deferred}{app}"
+
+
+def _app_of(kwargs: dict[str, Any]) -> str | None:
+    """The bot an event belongs to: the audience of its notification's token, else its call's app id."""
+    audience = getattr(getattr(kwargs.get("notification"), "claims", None), "audience", None)
+    if audience:
+        return str(audience)
+    app_id = getattr(kwargs.get("call"), "app_id", None)
+    return str(app_id) if app_id else None
 
 
 #: Every handler registered through :data:`on`, in registration order.
 HANDLERS: list[Handler] = []
 
 
-def register(func: F, signal: IsolatedSignal, senders: Iterable[str] = (), *, deferred: bool = False) -> F:
-    """Connect ``func`` to ``signal`` (for each of ``senders``, or any sender) and return it unchanged."""
+def register(
+    func: F, signal: IsolatedSignal, senders: Iterable[str] = (), *, deferred: bool = False, app: str | None = None
+) -> F:
+    """Connect ``func`` to ``signal`` (for each of ``senders``, or any sender; only for the bot ``app``, when
+    given) and return it unchanged."""
     wanted = tuple(senders) or None
-    handler = Handler(func, signal, wanted, deferred, _loading_plugin.get() or func.__module__)
+    handler = Handler(func, signal, wanted, deferred, _loading_plugin.get() or func.__module__, app)
     for sender in wanted or (None,):
         if sender is None:
             signal.connect(handler)
@@ -128,65 +145,66 @@ def register(func: F, signal: IsolatedSignal, senders: Iterable[str] = (), *, de
 
 
 class On:
-    """The decorators. Each may be used bare (``@on.participants``) or called (``@on.participants()``)."""
+    """The decorators. Each may be used bare (``@on.participants``) or called (``@on.participants()``); each
+    takes ``app="<app id>"`` to hear only that bot's events, when one receiver serves several."""
 
-    def _decorate(self, signal: IsolatedSignal, args: tuple[Any, ...], deferred: bool) -> Any:
+    def _decorate(self, signal: IsolatedSignal, args: tuple[Any, ...], deferred: bool, app: str | None = None) -> Any:
         if len(args) == 1 and callable(args[0]):
-            return register(args[0], signal, deferred=deferred)
+            return register(args[0], signal, deferred=deferred, app=app)
         senders = tuple(str(arg) for arg in args)
 
         def decorator(func: F) -> F:
-            return register(func, signal, senders, deferred=deferred)
+            return register(func, signal, senders, deferred=deferred, app=app)
 
         return decorator
 
-    def call_state(self, *states: Any, deferred: bool = False) -> Any:
+    def call_state(self, *states: Any, deferred: bool = False, app: str | None = None) -> Any:
         """A transition into one of ``states`` (any state when none is given)."""
-        return self._decorate(call_state_changed, states, deferred)
+        return self._decorate(call_state_changed, states, deferred, app)
 
-    def call_updated(self, *args: Any, deferred: bool = False) -> Any:
+    def call_updated(self, *args: Any, deferred: bool = False, app: str | None = None) -> Any:
         """Same state, new data: handler gets ``call``, ``changes``."""
-        return self._decorate(call_updated, args, deferred)
+        return self._decorate(call_updated, args, deferred, app)
 
-    def media_active(self, *args: Any, deferred: bool = False) -> Any:
+    def media_active(self, *args: Any, deferred: bool = False, app: str | None = None) -> Any:
         """Once per call, when it is established with audio active: time to play a prompt."""
-        return self._decorate(call_media_active, args, deferred)
+        return self._decorate(call_media_active, args, deferred, app)
 
-    def participants(self, *args: Any, deferred: bool = False) -> Any:
+    def participants(self, *args: Any, deferred: bool = False, app: str | None = None) -> Any:
         """Every roster change: ``participants`` is the new roster."""
-        return self._decorate(participants_updated, args, deferred)
+        return self._decorate(participants_updated, args, deferred, app)
 
-    def joined(self, *args: Any, deferred: bool = False) -> Any:
-        return self._decorate(participants_joined, args, deferred)
+    def joined(self, *args: Any, deferred: bool = False, app: str | None = None) -> Any:
+        return self._decorate(participants_joined, args, deferred, app)
 
-    def left(self, *args: Any, deferred: bool = False) -> Any:
-        return self._decorate(participants_left, args, deferred)
+    def left(self, *args: Any, deferred: bool = False, app: str | None = None) -> Any:
+        return self._decorate(participants_left, args, deferred, app)
 
-    def operation(self, *types: Any, deferred: bool = False) -> Any:
+    def operation(self, *types: Any, deferred: bool = False, app: str | None = None) -> Any:
         """An operation result of one of ``types`` (``"playPrompt"``, ``"record"``...; any when none)."""
-        return self._decorate(operation_completed, types, deferred)
+        return self._decorate(operation_completed, types, deferred, app)
 
-    def tone(self, *tones: Any, deferred: bool = False) -> Any:
+    def tone(self, *tones: Any, deferred: bool = False, app: str | None = None) -> Any:
         """A DTMF tone (``"tone1"``...; any when none)."""
-        return self._decorate(tone_received, tones, deferred)
+        return self._decorate(tone_received, tones, deferred, app)
 
-    def notification(self, *kinds: Any, deferred: bool = False) -> Any:
+    def notification(self, *kinds: Any, deferred: bool = False, app: str | None = None) -> Any:
         """Every valid notification, before it changes any state (``"call"``, ``"participants"``...)."""
-        return self._decorate(notification_received, kinds, deferred)
+        return self._decorate(notification_received, kinds, deferred, app)
 
-    def stale(self, *args: Any, deferred: bool = False) -> Any:
+    def stale(self, *args: Any, deferred: bool = False, app: str | None = None) -> Any:
         """An active call went quiet for STALE_AFTER_SECONDS: ``call``, ``last_seen``."""
-        return self._decorate(call_stale, args, deferred)
+        return self._decorate(call_stale, args, deferred, app)
 
-    def participant_joining(self, *args: Any) -> Any:
+    def participant_joining(self, *args: Any, app: str | None = None) -> Any:
         """Policy-based recording: return ``accept()``, ``reject(reason)`` or ``invite_new_bot(uri)`` (from
         :mod:`webhook.joining`) for ``joining``, the call a participant joins; answered within Graph's deadline."""
-        return self._decorate(participant_joining, args, False)
+        return self._decorate(participant_joining, args, False, app)
 
-    def route_incoming(self, *args: Any) -> Any:
+    def route_incoming(self, *args: Any, app: str | None = None) -> Any:
         """Region and instance routing: return the callback URL an ``incoming`` call belongs to (or
         :func:`webhook.routing.redirect_to`), or None to keep it here."""
-        return self._decorate(route_incoming, args, False)
+        return self._decorate(route_incoming, args, False, app)
 
     def failure(self, *signal_names: Any) -> Any:
         """Another handler raised: ``handler``, ``exception``, ``call``..."""

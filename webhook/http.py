@@ -20,6 +20,7 @@ from werkzeug.exceptions import ClientDisconnected
 
 from . import logs, metrics
 from .auth import Verifier
+from .bots import Bot, Bots
 from .clock import utc_now
 from .delivery import Delivery
 from .errors import (
@@ -60,6 +61,8 @@ class WebhookState:
     delivery: Delivery
     sweeper: Sweeper
     plugins: tuple[LoadedPlugin, ...]
+    #: The bots served: their audiences, credentials and callback URLs.
+    bots: Bots
     journal: Journal | None = None
     #: The calls API, for handlers' ``actions`` and :func:`webhook.actions.actions_for`.
     graph: GraphClient | None = None
@@ -74,13 +77,24 @@ def webhook_state() -> WebhookState:
 
 @bp.post("/api/calls")
 def receive_notifications() -> Response:
+    """Graph's callback for the bot of ``WEBHOOK_APP_ID`` (see :func:`receive_notifications_for`)."""
+    return _receive(webhook_state(), None)
+
+
+@bp.post("/api/calls/<app_id>")
+def receive_notifications_for(app_id: str) -> Response:
+    """Graph's callback for the bot ``app_id``, one of those this receiver serves (``WEBHOOK_APPS``)."""
+    return _receive(webhook_state(), app_id)
+
+
+def _receive(state: WebhookState, app_id: str | None) -> Response:
     """Graph's callback: 202 with an empty body (and no content type) once every notification is stored and
     signalled; 200 with the ``participantJoiningResponse`` for a participant joining; 307 (or 302) with a
     ``Location`` for an incoming call that ``route_incoming`` sends to another region or instance."""
     received_at = utc_now()
-    state = webhook_state()
+    bot = state.bots.at(app_id)
     limit = state.settings.max_body_bytes
-    claims = _authenticate(state)
+    claims = _authenticate(bot)
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit, request.content_length)
     if request.mimetype != "application/json":
@@ -190,10 +204,10 @@ def _too_large(limit: int, size: int | None = None) -> PayloadTooLarge:
     )
 
 
-def _authenticate(state: WebhookState) -> Claims:
-    if state.verifier is None:  # WEBHOOK_AUTH=disabled, warned about at start-up
-        return Claims()
-    return state.verifier.verify(request.headers.get("Authorization"))
+def _authenticate(bot: Bot) -> Claims:
+    if bot.verifier is None:  # WEBHOOK_AUTH=disabled, warned about at start-up
+        return Claims(audience=bot.app_id or None)
+    return bot.verifier.verify(request.headers.get("Authorization"))
 
 
 def require_admin(settings: Settings) -> None:

@@ -19,8 +19,8 @@ MAX_LIST_LIMIT = 1000
 
 @read_api.get("/api/calls")
 def list_calls() -> Response:
-    """Calls, most recently heard of first: ``?state=established`` or ``?active=true`` (not terminated) filter,
-    ``?limit=`` caps (1-1000)."""
+    """Calls, most recently heard of first: ``?state=established``, ``?active=true`` (not terminated) and
+    ``?app=<app id>`` (one bot's) filter, ``?limit=`` caps (1-1000)."""
     state = webhook_state()
     require_admin(state.settings)
     wanted = request.args.get("state")
@@ -36,7 +36,8 @@ def list_calls() -> Response:
     in_state = canonical_enum(wanted, CALL_STATES) if wanted else None
     if in_state is not None and in_state not in CALL_STATES:
         raise RequestError(f"state must be one of {', '.join(CALL_STATES)}; got {wanted!r}.", code="invalid_query")
-    calls = state.store.list_calls(in_state, int(limit_text), active=active)
+    app = request.args.get("app") or None
+    calls = state.store.list_calls(in_state, int(limit_text), active=active, app=app)
     return jsonify({"calls": [call.to_dict() for call in calls], "count": len(calls)})
 
 

@@ -90,7 +90,8 @@ class Call:
     token acts on it. ``keepalive_at`` is when the call last got a ``keepAlive`` (at first: when it was
     answered); None while it needs none. ``reply`` is how the bot replied to the incoming call (``action``
     answer, reject or redirect; ``by`` handler or guard; ``at``), kept before the request goes to Graph
-    (:mod:`webhook.answering`); None until then.
+    (:mod:`webhook.answering`); None until then. ``app_id`` is the bot the call belongs to (the ``aud`` of its
+    first verified notification): whose credentials act on it, when one receiver serves several bots.
     """
 
     id: str
@@ -110,6 +111,7 @@ class Call:
     tenant_id: str | None = None
     keepalive_at: str | None = None
     reply: JSON | None = None
+    app_id: str | None = None
     seen_at: str = ""
     created_at: str = ""
     updated_at: str = ""
@@ -220,6 +222,7 @@ class Call:
             "tenantId": self.tenant_id,
             "keepAliveAt": self.keepalive_at,
             "reply": self.reply,
+            "appId": self.app_id,
             "seenAt": self.seen_at,
             "data": self.data,
             "createdAt": self.created_at,
@@ -247,6 +250,7 @@ class Call:
             tenant_id=doc.get("tenantId"),
             keepalive_at=doc.get("keepAliveAt"),
             reply=doc.get("reply"),
+            app_id=doc.get("appId"),
             seen_at=doc.get("seenAt") or doc.get("updatedAt") or "",
             created_at=doc.get("createdAt") or "",
             updated_at=doc.get("updatedAt") or "",

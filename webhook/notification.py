@@ -15,12 +15,15 @@ class Claims:
     """What a verified token says about the sender (filled by the auth layer; empty when auth is off)."""
 
     tenant_id: str | None = None
+    #: The app that sent the token (its ``appid``/``azp``: Graph's own), not the bot's.
     app_id: str | None = None
     issuer: str | None = None
+    #: The bot the token is for (its ``aud``): which of the receiver's bots the callback belongs to.
+    audience: str | None = None
 
     def to_dict(self) -> dict[str, str | None]:
         """The fields by name, as ``Claims(**claims.to_dict())`` reads them back."""
-        return {"tenant_id": self.tenant_id, "app_id": self.app_id, "issuer": self.issuer}
+        return {"tenant_id": self.tenant_id, "app_id": self.app_id, "issuer": self.issuer, "audience": self.audience}
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,25 @@ def redirect_target(name: str, value: Any) -> str:
     return f"{kind}:{who.strip()}"
 
 
+def app_credentials(name: str, value: Any) -> tuple[tuple[str, str], ...]:
+    """More bots in one receiver: ``<app id>=<client secret>`` pairs, comma-separated (or a mapping)."""
+    if isinstance(value, dict):
+        pairs = [(str(app), str(secret)) for app, secret in value.items()]
+    else:
+        pairs = [entry.partition("=")[::2] for entry in names(name, value)]
+    found: dict[str, str] = {}
+    for app, secret in pairs:
+        app, secret = app.strip(), secret.strip()
+        if not app or not secret or "/" in app or app in found:
+            shown = app or "(empty)"
+            raise ConfigError(
+                f"{PREFIX}{name} must list <app id>=<client secret> pairs, comma-separated, each app once; "
+                f"the entry for {shown} is not one"
+            )
+        found[app] = secret
+    return tuple(found.items())
+
+
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 

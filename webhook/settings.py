@@ -19,6 +19,7 @@ from .setting_types import (
     PREFIX,
     Parser,
     answer_deadline,
+    app_credentials,
     as_text,
     choice,
     flag,
@@ -74,6 +75,13 @@ class Settings:
     )
     app_id: str = _declare(
         as_text, "", "The bot's Microsoft App ID: the audience of Graph's tokens. Required with AUTH=jwt."
+    )
+    apps: tuple[tuple[str, str], ...] = _declare(
+        app_credentials,
+        (),
+        "More bots served by this receiver, as <app id>=<client secret> pairs, comma-separated: each posts to "
+        "/api/calls/<app id>, its tokens checked against its app id, its calls acted on with its credentials.",
+        secret=True,
     )
     issuers: tuple[str, ...] = _declare(
         names,
@@ -254,10 +262,11 @@ class Settings:
 
     def check_auth(self) -> None:
         """Raise :class:`ConfigError` when the receiver cannot verify tokens as configured."""
-        if self.auth == "jwt" and not self.app_id:
+        if self.auth == "jwt" and not (self.app_id or self.apps):
             raise ConfigError(
                 f"{PREFIX}APP_ID is required with {PREFIX}AUTH=jwt: set it to your bot's Microsoft App ID "
-                f"(the audience of Graph's tokens), or set {PREFIX}AUTH=disabled for a local trial"
+                f"(the audience of Graph's tokens), or list your bots in {PREFIX}APPS, or set "
+                f"{PREFIX}AUTH=disabled for a local trial"
             )
         if self.auth == "jwt" and not self.issuers:
             raise ConfigError(f"{PREFIX}ISSUERS is empty: no token could ever be accepted")

@@ -84,6 +84,8 @@ def decide(current: Call | None, notification: Notification, now: str) -> Decisi
     call.seen_at = now
     # A notification proves the call is alive: a stale mark goes, whatever the notification does.
     call.stale_since = None
+    if call.app_id is None:
+        call.app_id = notification.claims.audience
     if call.tenant_id is None:
         data = notification.data if isinstance(notification.data, dict) else {}
         tenant = notification.claims.tenant_id or data.get("tenantId")

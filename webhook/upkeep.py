@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -33,6 +34,7 @@ from .builders import GRAPH, result_info
 from .clock import iso
 from .errors import CallGone, GraphError, GraphNotConfigured, PayloadError, WebhookError
 from .events import Decision
+from .graph import GraphClient
 from .model import JSON, Call
 from .notification import Claims, Notification
 from .parse import load_notifications
@@ -42,7 +44,6 @@ from .timers import claim_keepalive, reschedule_keepalive
 
 if TYPE_CHECKING:
     from .delivery import Delivery
-    from .graph import GraphClient
 
 logger = logging.getLogger("webhook.upkeep")
 
@@ -63,19 +64,32 @@ class Resynced:
     state: str | None
 
 
+#: The Graph client acting on the calls of an app id (None: the receiver's only bot), or None without credentials.
+ClientFor = Callable[["str | None"], "GraphClient | None"]
+
+
+def client_lookup(clients: GraphClient | ClientFor | None) -> ClientFor:
+    """``clients`` as a lookup by app id: one client (or none) serves every call."""
+    if isinstance(clients, GraphClient) or clients is None:
+        return lambda app_id: clients
+    return clients
+
+
 class Upkeep:
-    """Keep-alive and resync for the calls of one store, through one Graph client; events go through
-    ``delivery`` (the outbox, then the handlers), as for a notification."""
+    """Keep-alive and resync for the calls of one store, each through the Graph client of its bot (``clients``:
+    a :class:`GraphClient` for one bot, or a lookup by app id); events go through ``delivery`` (the outbox, then
+    the handlers), as for a notification."""
 
     def __init__(
         self,
         delivery: Delivery,
-        client: GraphClient,
+        clients: GraphClient | ClientFor,
         *,
         keepalive_seconds: float = default("KEEPALIVE_SECONDS"),
         resync_stale: bool = True,
     ) -> None:
-        self.delivery, self.store, self.client = delivery, delivery.store, client
+        self.delivery, self.store = delivery, delivery.store
+        self.clients = client_lookup(clients)
         self.keepalive_seconds = keepalive_seconds
         self.resync_stale = resync_stale
 
@@ -109,16 +123,20 @@ class Upkeep:
             claimed = self.store.update(call_id, now, claim)
             if claimed is None or claimed.call is None:
                 continue  # another process took it, or the call moved on
-            sent += self._keep_alive(call_id, claimed.call.tenant_id, now, now_epoch)
+            sent += self._keep_alive(claimed.call, now, now_epoch)
         return sent
 
-    def _keep_alive(self, call_id: str, tenant_id: str | None, claimed_at: str, now_epoch: float) -> int:
+    def _keep_alive(self, call: Call, claimed_at: str, now_epoch: float) -> int:
+        call_id, tenant_id = call.id, call.tenant_id
+        client = self.clients(call.app_id)
+        if client is None:  # a bot of this receiver without credentials: its own client keeps the call alive
+            return 0
         if not tenant_id:
             metrics.keepalives.labels("failed").inc()
             logger.error("cannot keep call %s alive: its tenant is unknown (no verified tid, no tenantId)", call_id)
             return 0
         try:
-            CallActions(self.client, call_id, tenant_id).keep_alive()
+            CallActions(client, call_id, tenant_id).keep_alive()
         except CallGone:
             metrics.keepalives.labels("gone").inc()
             self.end_gone(call_id, "keepAlive", "Graph answered keepAlive with 404: it no longer has the call")
@@ -149,7 +167,10 @@ class Upkeep:
             raise GraphNotConfigured(f"the tenant of call {call_id} is unknown: give it (resync --tenant TENANT_ID)")
         if known is not None and known.ended:
             return Resynced(call_id, "unknown", known.state)
-        actions = CallActions(self.client, call_id, tenant)
+        client = self.clients(known.app_id if known is not None else None)
+        if client is None:
+            raise GraphNotConfigured(f"the bot of call {call_id} has no Graph credentials to read it back with")
+        actions = CallActions(client, call_id, tenant)
         try:
             body = actions.get()
             roster = actions.participants()

@@ -301,6 +301,27 @@ def test_listings_are_ordered_and_filtered_alike_on_both_stores(store: CallStore
     assert [c.id for c in store.list_calls(limit=2)] == [ids[1], ids[3]]
 
 
+def test_each_bots_calls_are_listed_apart(store: CallStore) -> None:
+    from dataclasses import replace
+
+    from webhook.notification import Claims
+
+    mine, theirs, unknown = new_id(), new_id(), new_id()
+    for call_id, app in ((mine, "app-a"), (theirs, "app-b"), (unknown, None)):
+        (notification,) = load_notifications(envelope(incoming_call(call_id)))
+        store.apply(replace(notification, claims=Claims(tenant_id="t", audience=app)), NOW)
+    (ended,) = load_notifications(envelope(call_ended(mine)))
+    store.apply(ended, NOW_PLUS_ONE)  # a later notification without claims keeps the call's bot
+    stored = store.get(mine)
+    assert stored is not None and stored.app_id == "app-a"
+    assert [c.id for c in store.list_calls(app="app-a")] == [mine]
+    assert [c.id for c in store.list_calls(app="app-b", active=True)] == [theirs]
+    assert store.list_calls(app="app-a", active=True) == []
+    assert store.list_calls("incoming", app="app-a") == []
+    assert store.list_calls(app="app-c") == []
+    assert len(store.list_calls()) == 3
+
+
 def test_an_orphaned_roster_event_comes_back_with_its_roster_written_once(store: CallStore) -> None:
     call_id = new_id()
     people = [participant(f"p-{index}", f"person {index}") for index in range(30)]

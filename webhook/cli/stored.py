@@ -40,14 +40,15 @@ def _store() -> tuple[Settings, CallStore]:
 @click.option("--state", type=click.Choice(CALL_STATES, case_sensitive=False), help="Only calls in this state.")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most this many.")
 @click.option("--active", is_flag=True, help="Only calls that have not ended.")
+@click.option("--app", help="Only the calls of this bot (its app id), when the receiver serves several.")
 @click.option("--json", "as_json", is_flag=True, help="Print the calls as JSON.")
-def calls(state: str | None, limit: int, active: bool, as_json: bool) -> None:
+def calls(state: str | None, limit: int, active: bool, app: str | None, as_json: bool) -> None:
     """List the calls in the store, most recently heard of first."""
     from ..model import canonical_enum
 
     _, store = _store()
     wanted = canonical_enum(state, CALL_STATES) if state else None
-    found = store.list_calls(wanted, limit, active=active)
+    found = store.list_calls(wanted, limit, active=active, app=app)
     if as_json:
         click.echo(json.dumps([call.to_dict() for call in found], indent=2))
         return

@@ -63,12 +63,14 @@ DEFAULT_TENANT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
 @dataclass
 class FakeGraph(Conversation, Faults, TokenEndpoint):
     """The fake Graph. ``callback_url`` is where notifications go when a call names none (the bot's default);
-    ``app_id``/``client_secret`` the credentials the token endpoint accepts; ``keys`` the signing keys (a new
+    ``app_id``/``client_secret`` the credentials the token endpoint accepts (and ``apps``, app id to secret,
+    those of more bots: :meth:`ring` one of them with ``app_id``); ``keys`` the signing keys (a new
     :class:`~webhook.testing.LocalGraphKeys` by default, whose ``config_url`` the receiver must trust)."""
 
     callback_url: str = ""
     app_id: str = DEFAULT_APP_ID
     client_secret: str = "fake-client-secret"
+    apps: dict[str, str] = field(default_factory=dict)
     tenant_id: str = DEFAULT_TENANT
     keys: LocalGraphKeys | None = None
     realtime: bool = False
@@ -223,13 +225,13 @@ class FakeGraph(Conversation, Faults, TokenEndpoint):
     def _notify(self, call: FakeCall, notifications: list[JSON], *, wait: bool) -> None:
         if not call.callback_uri:
             raise RuntimeError("the fake Graph has no callback URL for this call: give FakeGraph(callback_url=...)")
-        self.notifier.send(call.callback_uri, call.tenant_id, notifications)
+        self.notifier.send(call.callback_uri, call.tenant_id, notifications, call.app_id or None)
         if wait:
             self.settle()
 
-    def _sign(self, tenant_id: str) -> str:
+    def _sign(self, tenant_id: str, app_id: str | None = None) -> str:
         assert self.keys is not None
-        return self.keys.token(aud=self.app_id, tid=tenant_id, iss="https://graph.microsoft.com")
+        return self.keys.token(aud=app_id or self.app_id, tid=tenant_id, iss="https://graph.microsoft.com")
 
     def handle(self, method: str, path: str, headers: Any, body: Any) -> tuple[int, Any, dict[str, str]]:
         """Answer one Graph request: status, JSON body (or None), headers. Records it in :attr:`requests`."""
@@ -266,7 +268,7 @@ class FakeGraph(Conversation, Faults, TokenEndpoint):
                 return 200, {"value": list(call.participants.values())}, {}
             reply = self._act(route, call, body)
         if reply.then:
-            self.notifier.send(call.callback_uri, call.tenant_id, reply.then)
+            self.notifier.send(call.callback_uri, call.tenant_id, reply.then, call.app_id or None)
         return reply.status, reply.body, reply.headers
 
     def _act(self, route: str, call: FakeCall, body: Any) -> actions.Reply:

@@ -89,6 +89,9 @@ class FakeCall:
     tones_sent: int = 0
     #: How long each kind of operation runs on the fake's clock before its result is sent (0: at once).
     operation_seconds: dict[str, float] = field(default_factory=dict)
+    #: The bot the call is for: its notifications are signed for it, and only its token acts on it ("": the
+    #: fake's own app).
+    app_id: str = ""
 
     def __post_init__(self) -> None:
         self.history.append(self.state)

@@ -35,13 +35,16 @@ class Conversation:
         source: str = "Alice",
         tenant_id: str | None = None,
         callback_url: str | None = None,
+        app_id: str | None = None,
         wait: bool = True,
     ) -> FakeCall:
-        """An incoming peer-to-peer call from the user ``source`` to the bot: Graph's ``created`` notification.
+        """An incoming peer-to-peer call from the user ``source`` to the bot (``app_id``: one of :attr:`apps`,
+        the fake's own by default): Graph's ``created`` notification.
 
         With ``wait`` (the default), returns once the bot answered that notification (its handlers that run
         before the 202 have run; what they caused follows: :meth:`settle`).
         """
+        bot = app_id or self.app_id
         call = FakeCall(
             str(uuid.uuid4()),
             tenant_id or self.tenant_id,
@@ -50,8 +53,9 @@ class Conversation:
             callback_url or self.callback_url,
             self.now(),
             source=_info(source, "user"),
-            targets=[{"@odata.type": GRAPH + "invitationParticipantInfo", **_info("Bot", "application", self.app_id)}],
+            targets=[{"@odata.type": GRAPH + "invitationParticipantInfo", **_info("Bot", "application", bot)}],
             operation_seconds=self.operation_seconds,
+            app_id=app_id or "",
         )
         for entry in (graph.participant(source), graph.participant("Bot", kind="application")):
             call.participants[entry["id"]] = entry  # a roster follows only a change (mute, invite)

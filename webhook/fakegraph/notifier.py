@@ -40,7 +40,7 @@ class Faults:
     reorder: int = 0
     delay_seconds: float = 0.0
     never_terminated: bool = False
-    held: list[tuple[str, JSON]] = field(default_factory=list)  # overtaken, sent after the next one
+    held: list[tuple[str, JSON, str | None]] = field(default_factory=list)  # overtaken, sent after the next one
 
 
 def is_terminated(notification: JSON) -> bool:
@@ -53,13 +53,15 @@ def is_terminated(notification: JSON) -> bool:
 
 
 class Notifier:
-    """Sends ``envelope(notification)`` bodies, one at a time, each with a fresh token from ``sign(tenant)``."""
+    """Sends ``envelope(notification)`` bodies, one at a time, each with a fresh token from ``sign(tenant, app)``."""
 
-    def __init__(self, sign: Callable[[str], str], envelope: Callable[[JSON], JSON], timeout: float = 30.0) -> None:
+    def __init__(
+        self, sign: Callable[[str, str | None], str], envelope: Callable[[JSON], JSON], timeout: float = 30.0
+    ) -> None:
         self.sign, self.envelope, self.timeout = sign, envelope, timeout
         self.faults = Faults()
         self.deliveries: list[Delivery] = []
-        self._queue: queue.Queue[tuple[str, str, JSON] | None] = queue.Queue()
+        self._queue: queue.Queue[tuple[str, str, JSON, str | None] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
@@ -73,8 +75,9 @@ class Notifier:
             self._thread.join(timeout=self.timeout)
             self._thread = None
 
-    def send(self, url: str, tenant_id: str, notifications: list[JSON]) -> None:
-        """Queue each notification (as its own body, as Graph mostly sends them), faults applied."""
+    def send(self, url: str, tenant_id: str, notifications: list[JSON], app_id: str | None = None) -> None:
+        """Queue each notification (as its own body, as Graph mostly sends them), faults applied; signed for the
+        bot ``app_id`` (the fake's own by default)."""
         with self._lock:
             for notification in notifications:
                 faults = self.faults
@@ -85,15 +88,15 @@ class Notifier:
                     continue
                 if faults.reorder:
                     faults.reorder -= 1
-                    faults.held.append((url, notification))
+                    faults.held.append((url, notification, app_id))
                     continue
                 copies = 2 if faults.duplicate else 1
                 faults.duplicate = max(0, faults.duplicate - 1)
                 for _ in range(copies):
-                    self._queue.put((url, tenant_id, notification))
+                    self._queue.put((url, tenant_id, notification, app_id))
                 while faults.held:
-                    held_url, held = faults.held.pop(0)
-                    self._queue.put((held_url, tenant_id, held))
+                    held_url, held, held_app = faults.held.pop(0)
+                    self._queue.put((held_url, tenant_id, held, held_app))
 
     def settle(self, timeout: float = 10.0) -> None:
         """Return once every queued notification was delivered (held ones stay held)."""
@@ -115,7 +118,7 @@ class Notifier:
             finally:
                 self._queue.task_done()
 
-    def _post(self, url: str, tenant_id: str, notification: JSON) -> None:
+    def _post(self, url: str, tenant_id: str, notification: JSON, app_id: str | None) -> None:
         body = self.envelope(notification)
         delivery = Delivery(url, body)
         request = urllib.request.Request(
@@ -124,7 +127,7 @@ class Notifier:
             method="POST",
             headers={
                 "Content-Type": "application/json",
-                "Authorization": f"Bearer {self.sign(tenant_id)}",
+                "Authorization": f"Bearer {self.sign(tenant_id, app_id)}",
                 "User-Agent": "Microsoft-Skype/3.0,(Calling/1.0)",  # what real callbacks say
             },
         )

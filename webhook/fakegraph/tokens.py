@@ -24,6 +24,7 @@ SCOPE = "https://graph.microsoft.com/.default"
 class IssuedToken:
     tenant_id: str
     expires_at: float
+    app_id: str = ""
 
 
 class TokenEndpoint:
@@ -35,6 +36,7 @@ class TokenEndpoint:
     requests: list[RecordedRequest]
     app_id: str
     client_secret: str
+    apps: dict[str, str]
     tenant_id: str
 
     @property
@@ -69,17 +71,17 @@ class TokenEndpoint:
     def _token(self, tenant_id: str, form: dict[str, str]) -> tuple[int, JSON]:
         if form.get("grant_type") != "client_credentials":
             return 400, aad_error("unsupported_grant_type", "AADSTS70003: grant_type must be client_credentials.")
-        if form.get("client_id") != self.app_id:
-            return 400, aad_error(
-                "unauthorized_client", f"AADSTS700016: Application {form.get('client_id')} not found."
-            )
-        if form.get("client_secret") != self.client_secret and not form.get("client_assertion"):
+        secrets_by_app = {**self.apps, self.app_id: self.client_secret}
+        client_id = str(form.get("client_id"))
+        if client_id not in secrets_by_app:
+            return 400, aad_error("unauthorized_client", f"AADSTS700016: Application {client_id} not found.")
+        if form.get("client_secret") != secrets_by_app[client_id] and not form.get("client_assertion"):
             return 401, aad_error("invalid_client", "AADSTS7000215: Invalid client secret provided.")
         if form.get("scope") != SCOPE:
             return 400, aad_error("invalid_scope", f"AADSTS1002012: The scope must be {SCOPE}.")
         token = secrets.token_urlsafe(24)
         with self._lock:
-            self._tokens[token] = IssuedToken(tenant_id, time.time() + 3599)
+            self._tokens[token] = IssuedToken(tenant_id, time.time() + 3599, client_id)
         return 200, {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": token}
 
     def token_request(
@@ -106,4 +108,10 @@ class TokenEndpoint:
         if call is not None and issued.tenant_id != call.tenant_id:
             raise GraphError(
                 403, "Forbidden", f"The token is for tenant {issued.tenant_id}, the call is in {call.tenant_id}."
+            )
+        if call is not None and issued.app_id != (call.app_id or self.app_id):
+            raise GraphError(
+                403,
+                "Forbidden",
+                f"The token is for app {issued.app_id}, the call is app {call.app_id or self.app_id}'s.",
             )

@@ -128,9 +128,12 @@ class CallStore(abc.ABC):
         return StoredCall.of(call, lambda name: self.read_collection(call_id, name, upto), known)
 
     @abc.abstractmethod
-    def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
+    def list_calls(
+        self, state: str | None = None, limit: int = 100, *, active: bool = False, app: str | None = None
+    ) -> list[Call]:
         """Calls, most recently heard of first (by ``seen_at``, then id, both descending); only those in
-        ``state`` and, with ``active``, only those not ended (so ``terminated`` and ``active`` find none)."""
+        ``state``, with ``active`` only those not ended (so ``terminated`` and ``active`` find none), and with
+        ``app`` only the calls of that bot."""
 
     @abc.abstractmethod
     def count_calls(self, what: str) -> int:

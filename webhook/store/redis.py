@@ -232,6 +232,8 @@ class RedisStore(RedisRecords):
             horizon = score - self.retention_seconds * 1000
             pipe.zremrangebyscore(self.key("calls"), "-inf", horizon)
             pipe.zremrangebyscore(self.key("state", "terminated"), "-inf", horizon)
+            if call.app_id is not None:
+                pipe.zremrangebyscore(self.key("app", call.app_id), "-inf", horizon)
         else:
             pipe.set(self.key("call", call_id), doc)  # no expiry while the call is active
             pipe.zadd(self.key("active"), {call_id: score})
@@ -240,6 +242,8 @@ class RedisStore(RedisRecords):
         if call.state is not None:
             pipe.zadd(self.key("state", call.state), {call_id: score})
         pipe.zadd(self.key("calls"), {call_id: score})
+        if call.app_id is not None:
+            pipe.zadd(self.key("app", call.app_id), {call_id: score})
         if call.stale_since is not None and call.state != "terminated":
             pipe.zadd(self.key("stale"), {call_id: score})
         else:

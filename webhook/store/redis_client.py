@@ -13,6 +13,7 @@ Keys (``PREFIX`` defaults to ``comms-webhook``)::
     PREFIX:calls                sorted set of every call id, by last update (ms)
     PREFIX:state:{state}        sorted set of the call ids in that state, by last update
     PREFIX:active               sorted set of the calls not ended, by last update
+    PREFIX:app:{app id}         sorted set of the call ids of one bot, by last update
     PREFIX:stale                sorted set of the active calls marked stale
     PREFIX:keepalive            sorted set of the calls that need keepAlive, by the last one (ms)
     PREFIX:outbox               hash id -> event;  PREFIX:outbox:owner  hash id -> owner

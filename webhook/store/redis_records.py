@@ -88,8 +88,15 @@ class RedisRecords(RedisClient):
                 return [codec.loads(tone) for tone in self.client.lrange(self.key("call", call_id, "tones"), 0, -1)]
         raise ValueError(f"a call has no collection {name!r}")
 
-    def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
-        index = self.key("state", state) if state is not None else self.key("active" if active else "calls")
+    def list_calls(
+        self, state: str | None = None, limit: int = 100, *, active: bool = False, app: str | None = None
+    ) -> list[Call]:
+        if app is not None:
+            index = self.key("app", app)
+        elif state is not None:
+            index = self.key("state", state)
+        else:
+            index = self.key("active" if active else "calls")
         with self._errors():
             ids: list[str] = self.client.zrevrange(index, 0, limit * 2 + 10)
             docs = self.client.mget([self.key("call", call_id) for call_id in ids]) if ids else []
@@ -99,6 +106,8 @@ class RedisRecords(RedisClient):
         calls = [self._stored(doc) for doc in docs if doc is not None]
         if state is not None:
             calls = [call for call in calls if call.state == state]
+        if app is not None:
+            calls = [call for call in calls if call.app_id == app]
         if active:
             calls = [call for call in calls if call.state != "terminated"]
         return calls[:limit]

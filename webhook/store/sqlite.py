@@ -263,13 +263,19 @@ class SQLiteStore(SQLiteFile, CallStore):
             return [codec.loads(str(doc)) for (doc,) in rows]
         raise ValueError(f"a call has no collection {name!r}")
 
-    def list_calls(self, state: str | None = None, limit: int = 100, *, active: bool = False) -> list[Call]:
+    def list_calls(
+        self, state: str | None = None, limit: int = 100, *, active: bool = False, app: str | None = None
+    ) -> list[Call]:
         conditions, params = [], []
         if state is not None:
             conditions.append("state = ?")
             params.append(state)
         if active:
             conditions.append("(state IS NULL OR state != 'terminated')")
+        if app is not None:
+            # Read off the document, without an index: an operator's listing, which no notification waits for.
+            conditions.append("json_extract(doc, '$.appId') = ?")
+            params.append(app)
         where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
         rows = self._read(f"SELECT doc FROM calls{where} ORDER BY seen_at DESC, id DESC LIMIT ?", (*params, limit))
         return [self.stored(Call.from_dict(codec.loads(str(doc)))) for (doc,) in rows]
