@@ -132,7 +132,7 @@ def test_the_package_exports_lazily_exactly_what_it_declares() -> None:
     probe = (
         "import sys, webhook.model, webhook.schemas, webhook.plain, webhook.parse, webhook.state, webhook.resources, "
         "webhook.codes, webhook.roster, webhook.clock, webhook.codec, webhook.events, webhook.operations, "
-        "webhook.timers, webhook.notification, webhook.stored, webhook.answering\n"
+        "webhook.timers, webhook.notification, webhook.stored, webhook.answering, webhook.delta\n"
         "web = ('flask', 'werkzeug', 'jwt', 'prometheus_client', 'blinker', 'requests', 'msal', 'redis', 'click')\n"
         "print(sorted(m for m in web if m in sys.modules))"
     )

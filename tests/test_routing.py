@@ -64,7 +64,7 @@ def test_an_incoming_call_of_another_region_is_redirected_and_nothing_happens_he
     assert response.get_data() == b""
     assert metric_value("redirects_total", status="307") == before + 1
     assert client.get(f"/api/calls/{away}", headers=ADMIN).status_code == 404
-    assert [name for name, _, _ in recorder.sent] == ["route_incoming"]  # no other handler here heard of it
+    assert recorder.sent == []  # no handler here heard of it
     assert not list((tmp_path / "journal").glob("*.jsonl"))  # the instance it goes to journals it
 
     response = client.post("/api/calls", json=envelope(incoming_call(home)), headers=signed(webhook_keys, "AMER"))

@@ -118,9 +118,11 @@ class CallActions:
         modalities: Iterable[str] = ("audio",),
         media_config: JSON | None = None,
         participant_capacity: int | None = None,
+        delta_roster: bool = False,
         deadline: float | None = None,
     ) -> None:
-        """Answer with service-hosted media (Graph plays prompts and hears tones), to ``WEBHOOK_CALLBACK_URL``.
+        """Answer with service-hosted media (Graph plays prompts and hears tones), to ``WEBHOOK_CALLBACK_URL``;
+        with ``delta_roster``, Graph sends only who changed in each roster (``isDeltaRosterEnabled``).
 
         Retries that Graph asks for end before ``deadline`` (``time.monotonic()``; default: Graph's own limit,
         15 s after the call came in, 5 s for a policy-based recording call). An answer attempted later than that
@@ -153,6 +155,8 @@ class CallActions:
         }
         if participant_capacity is not None:
             body["participantCapacity"] = participant_capacity
+        if delta_roster:
+            body["callOptions"] = {"@odata.type": GRAPH + "incomingCallOptions", "isDeltaRosterEnabled": True}
         with replying(self.store, self.call_id, "answer"):
             self._post("answer", body, deadline=deadline or time.monotonic() + left)
 

@@ -130,6 +130,7 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
             delivery,
             max_notifications=settings.max_notifications_per_body,
             guard=guard,
+            repairs=upkeep.repair_soon if upkeep is not None else None,
             joining=JoinDecider(
                 timeout_seconds=settings.joining_timeout_seconds, default_response=settings.joining_default
             ),

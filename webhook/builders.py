@@ -184,6 +184,15 @@ def roster_notification(call_id: str, participants: list[JSON]) -> JSON:
     return _notification("updated", f"{call_id}/participants", participants)
 
 
+def delta_roster(call_id: str, sequence: int, participants: list[JSON]) -> JSON:
+    """A delta roster (``#microsoft.graph.deltaParticipants``, for a call with ``isDeltaRosterEnabled``): the
+    participants changed since roster ``sequence - 1``, one with ``removedState`` having left. Microsoft documents
+    the resource (``sequenceNumber``, ``participants``) but publishes no whole notification; this one carries it
+    as the ``resourceData`` of the call's participants."""
+    data = {"@odata.type": GRAPH + "deltaParticipants", "sequenceNumber": sequence, "participants": participants}
+    return _notification("updated", f"{call_id}/participants", data)
+
+
 def operation_notification(
     call_id: str,
     operation_id: str,

@@ -90,6 +90,8 @@ class Decision:
     call: Call | None
     events: tuple[Event, ...] = ()
     reason: str = ""
+    #: What to read back from Graph once this is committed: ``"roster"`` after a gap in a delta roster.
+    repair: str = ""
 
     @property
     def changed(self) -> bool:

@@ -107,6 +107,12 @@ redirects = Counter(
     ["status"],
     namespace=NAMESPACE,
 )
+roster_repairs = Counter(
+    "roster_repairs_total",
+    "Rosters read back from Graph after a gap in a delta roster, by outcome (repaired, failed).",
+    ["outcome"],
+    namespace=NAMESPACE,
+)
 # Their outcomes are known: exported at 0 from the start, so that a rate is 0 rather than absent.
 for _outcome in ("sent", "gone", "failed"):
     keepalives.labels(_outcome)

@@ -12,6 +12,7 @@ from marshmallow import Schema, fields
 from .model import CHANGE_TYPES, canonical_enum
 from .notification import Notification
 from .resources import ResourceError, parse_resource
+from .roster import is_delta
 from .schemas import CallSchema, GraphInt, OperationSchema, ParticipantSchema, ResultInfoSchema, ToneInfoSchema
 
 #: The JSON type a value of each kind of field here must have to be loaded as itself (besides null); a value of
@@ -103,6 +104,8 @@ def _plain_object(value: Any, types: tuple[tuple[str, type], ...], rewritten: tu
 def _plain_data(kind: str, value: Any) -> Any:
     """``resourceData`` as :func:`_load_resource_data` loads it, when it is as Graph sends it; ``_DECLINED``
     otherwise (the schemas load it then, and their messages say what is wrong)."""
+    if is_delta(value):
+        return _DECLINED  # rare: the schemas read its participants
     if kind in ("call", "operation"):
         if value is None:
             return {}

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .joining import JoinDecider, JoinResponse
 
 transitions_log = logging.getLogger("webhook.transitions")
+logger = logging.getLogger("webhook.receiver")
 
 #: Deepest nesting of JSON accepted. Graph's bodies nest about 8 levels; the cap keeps a hostile body from
 #: exhausting the recursion limit anywhere downstream.
@@ -106,10 +107,13 @@ class Receiver:
         max_notifications: int = MAX_NOTIFICATIONS_PER_BODY,
         guard: AnswerGuard | None = None,
         joining: JoinDecider | None = None,
+        repairs: Callable[[Decision], None] | None = None,
     ) -> None:
         self.store = store
         self.guard = guard
         self.joining = joining
+        #: Called with a committed decision that asks for something to be read back from Graph (a roster).
+        self.repairs = repairs
         self.clock = clock
         self.max_notifications = max_notifications
         self.delivery = delivery if delivery is not None else Delivery(store, clock=clock)
@@ -175,8 +179,20 @@ class Receiver:
                 _log_transition(notification, event, context)
                 if event.sender == "incoming" and self.guard is not None and decision.call is not None:
                     self.guard.watch(decision.call)  # before the handlers, whose time counts against it
+        if decision.repair:
+            self._repair(decision)
         delivery.deliver(decision.events)
         return decision
+
+    def _repair(self, decision: Decision) -> None:
+        if self.repairs is not None:
+            self.repairs(decision)
+        else:
+            logger.warning(
+                "call %s: %s, but without Graph credentials it cannot be read back",
+                decision.call.id if decision.call is not None else "?",
+                decision.reason,
+            )
 
 
 def _log_transition(notification: Notification, event: Event, context: dict[str, str] | None) -> None:

@@ -83,6 +83,38 @@ def apply(current: list[JSON], roster: list[JSON], *, removal: bool = False) -> 
     return RosterChange(participants, joined, left)
 
 
+def is_delta(data: Any) -> bool:
+    """Whether a notification's ``resourceData`` is a delta roster (``#microsoft.graph.deltaParticipants``: the
+    participants changed since the last roster, with its ``sequenceNumber``), sent to a call answered or joined
+    with ``isDeltaRosterEnabled``."""
+    kind = data.get("@odata.type") if isinstance(data, dict) else None
+    return isinstance(kind, str) and kind.lower().endswith("deltaparticipants")
+
+
+def apply_delta(current: list[JSON], changed: list[JSON]) -> RosterChange:
+    """The roster after a delta: each changed participant replaces the one it is (by id or identity) or joins;
+    one listed with ``removedState`` leaves."""
+    participants = list(current)
+    current_keys = [keys(p) for p in participants]
+    joined: list[JSON] = []
+    left: list[JSON] = []
+    for participant in changed:
+        found = keys(participant)
+        at = next((i for i, known in enumerate(current_keys) if known & found), None)
+        if participant.get("removedState"):
+            if at is not None:
+                left.append(participants.pop(at))
+                current_keys.pop(at)
+        elif at is None:
+            participants.append(participant)
+            current_keys.append(found)
+            joined.append(participant)
+        else:
+            participants[at] = participant
+            current_keys[at] = current_keys[at] | found
+    return RosterChange(participants, joined, left)
+
+
 def _same_ids(current: list[JSON], participants: list[JSON]) -> bool:
     """Whether both list the same participants by id, in the same order: then each is known in the other by its
     id, whatever their identities, and nobody joined or left (what :func:`apply` would find, without computing

@@ -20,6 +20,7 @@ from .codes import as_int
 from .model import CHANGE_TYPES, canonical_enum
 from .notification import Notification
 from .resources import ResourceError, parse_resource
+from .roster import is_delta
 
 
 class GraphInt(fields.Field[int]):
@@ -93,6 +94,13 @@ class ParticipantSchema(GraphSchema):
     removedState = fields.Dict(allow_none=True)
 
 
+class DeltaParticipantsSchema(GraphSchema):
+    """``resourceData`` of a delta roster (``deltaParticipants``): who changed since the last roster, in order."""
+
+    sequenceNumber = GraphInt(allow_none=True)
+    participants = fields.List(fields.Nested(ParticipantSchema), allow_none=True)
+
+
 class OperationSchema(GraphSchema):
     """``resourceData`` of an operation result (playPrompt, record, invite, sendDtmfTones ...)."""
 
@@ -106,6 +114,7 @@ class OperationSchema(GraphSchema):
 _CALL = CallSchema()
 _PARTICIPANTS = ParticipantSchema(many=True)
 _OPERATION = OperationSchema()
+_DELTA = DeltaParticipantsSchema()
 
 
 class NotificationSchema(GraphSchema):
@@ -144,6 +153,8 @@ class NotificationSchema(GraphSchema):
 
 def _load_resource_data(kind: str, value: Any) -> Any:
     try:
+        if kind in ("call", "participants") and is_delta(value):
+            return _DELTA.load(value)
         if kind == "call":
             if value is None:
                 return {}

@@ -31,6 +31,7 @@ from typing import Any
 
 from . import roster as rosters
 from .codes import as_int
+from .delta import decide_delta
 from .events import Decision, Event
 from .model import CALL_STATES, JSON, Call, canonical_enum
 from .notification import Notification
@@ -90,7 +91,9 @@ def decide(current: Call | None, notification: Notification, now: str) -> Decisi
         data = notification.data if isinstance(notification.data, dict) else {}
         tenant = notification.claims.tenant_id or data.get("tenantId")
         call.tenant_id = tenant if isinstance(tenant, str) and tenant else None
-    if notification.kind == "call":
+    if rosters.is_delta(notification.data):
+        decision = decide_delta(call, notification)
+    elif notification.kind == "call":
         decision = _decide_call(call, notification, now)
     elif notification.kind == "participants":
         decision = _decide_roster(call, notification, now)
@@ -250,7 +253,8 @@ def _decide_roster(call: Call, notification: Notification, now: str) -> Decision
         return Decision("stale", call, reason="roster after the call was terminated")
     roster: list[JSON] = notification.data
     numbers = [as_int(p.get("rosterSequenceNumber")) for p in roster]
-    version = max((n for n in numbers if n is not None), default=None)
+    # A roster read back from Graph is the truth as of now, whatever numbers it carries.
+    version = None if notification.origin == "resync" else max((n for n in numbers if n is not None), default=None)
     if version is not None and call.roster_version is not None and version < call.roster_version:
         return Decision("stale", call, reason=f"roster {version} older than roster {call.roster_version}")
     change = rosters.apply(call.participants, roster, removal=notification.change_type == "deleted")
@@ -283,7 +287,7 @@ class Needs:
 
 def needs_of(notification: Notification) -> Needs:
     """The :class:`Needs` of ``notification``."""
-    if notification.kind == "participants":
+    if notification.kind == "participants" or rosters.is_delta(notification.data):
         return Needs(roster=True)
     data = notification.data if isinstance(notification.data, dict) else {}
     if notification.kind == "operation":

@@ -23,8 +23,11 @@ What is learnt from Graph is not journaled: the journal keeps what Graph sent, a
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -92,6 +95,9 @@ class Upkeep:
         self.clients = client_lookup(clients)
         self.keepalive_seconds = keepalive_seconds
         self.resync_stale = resync_stale
+        self._repairs: ThreadPoolExecutor | None = None
+        self._repairs_pid = 0
+        self._repairs_lock = threading.Lock()
 
     def run(self, stale_call_ids: list[str]) -> None:
         """One round, from the sweeper: resync the calls just marked stale, then send the keepAlives due."""
@@ -200,6 +206,53 @@ class Upkeep:
         state = last.call.state if last is not None and last.call is not None else None
         logger.info("call %s resynced from Graph: %s", call_id, state)
         return Resynced(call_id, "refreshed", state)
+
+    # Repairing a delta roster
+
+    def repair_soon(self, decision: Decision) -> None:
+        """Read the call's roster back from Graph, off the request, for a decision that asks (a gap in a delta
+        roster: what the missing deltas said is lost). The receiver calls this once the decision is committed."""
+        if decision.repair != "roster" or decision.call is None:
+            return
+        call_id = decision.call.id
+        with self._repairs_lock:
+            if self._repairs is None or self._repairs_pid != os.getpid():  # a forked worker gets its own
+                self._repairs, self._repairs_pid = (
+                    ThreadPoolExecutor(1, thread_name_prefix="webhook-roster"),
+                    os.getpid(),
+                )
+            repairs = self._repairs
+        repairs.submit(self._repair_logged, call_id)
+
+    def _repair_logged(self, call_id: str) -> None:
+        try:
+            self.repair_roster(call_id)
+        except WebhookError as exc:
+            metrics.roster_repairs.labels("failed").inc()
+            logger.warning("could not read back the roster of call %s after a delta gap: %s", call_id, exc.message)
+
+    def repair_roster(self, call_id: str) -> Decision | None:
+        """``GET`` the call's participants and apply them as a whole roster; None when the call is unknown or
+        ended. Raises :class:`~webhook.errors.GraphError` when Graph could not be asked."""
+        known = self.store.get(call_id)
+        if known is None or known.ended:
+            return None
+        client = self.clients(known.app_id)
+        if client is None or not known.tenant_id:
+            raise GraphNotConfigured(f"call {call_id}: its bot's Graph credentials or its tenant are unknown")
+        try:
+            roster = CallActions(client, call_id, known.tenant_id).participants()
+        except CallGone:
+            return self.end_gone(
+                call_id, "resync", "Graph answered GET participants with 404: it no longer has the call"
+            )
+        body = {"changeType": "updated", "resourceUrl": f"/communications/calls/{call_id}/participants"}
+        (notification,) = load_notifications({"value": [{**body, "resourceData": roster}]})
+        claims = Claims(tenant_id=known.tenant_id, audience=known.app_id)
+        decision = self._apply(replace(notification, origin="resync", claims=claims))
+        metrics.roster_repairs.labels("repaired").inc()
+        logger.info("call %s: roster read back from Graph after a delta gap (%d participants)", call_id, len(roster))
+        return decision
 
     # Ending a call Graph no longer has
 
