@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,40 @@ def metric_value(name: str, **labels: str) -> float:
     its first count. Metrics are process-wide: tests compare the value before and after what they do."""
     value = prometheus_client.REGISTRY.get_sample_value(f"comms_webhook_{name}", labels)
     return 0.0 if value is None else value
+
+
+def until(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    """What ``condition()`` returns once it is true, asked every 20 ms; AssertionError naming ``what`` after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.02)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+#: The app id of the receivers :func:`verifying_client` builds (the audience their tokens must carry).
+VERIFIED_APP_ID = "6f1f5c00-1111-2222-3333-444455556666"
+
+
+def verifying_client(keys: Any, tmp_path: Path, admin_token: str, **settings: Any) -> Any:
+    """The test client of a receiver that verifies Graph's tokens against ``keys`` (a LocalGraphKeys) for
+    :data:`VERIFIED_APP_ID`, its store and journal in ``tmp_path``."""
+    from webhook import create_app
+
+    app = create_app(
+        {
+            "APP_ID": VERIFIED_APP_ID,
+            "OPENID_CONFIG_URL": keys.config_url,
+            "STORE_URL": f"sqlite:///{tmp_path}/calls.sqlite3",
+            "ADMIN_TOKEN": admin_token,
+            "JOURNAL_DIR": str(tmp_path / "journal"),
+            **settings,
+        }
+    )
+    return app.test_client()
 
 
 def free_port() -> int:

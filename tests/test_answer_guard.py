@@ -5,9 +5,8 @@ handler's reply in time keeps the guard away, and a handler replying after the g
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,19 +19,9 @@ from webhook.http import EXTENSION
 from webhook.model import Call
 
 from .conftest import ADMIN_TOKEN
-from .support import DOCS, Served, history_states, load_json, metric_value, serve_bot
+from .support import DOCS, Served, history_states, load_json, metric_value, serve_bot, until
 
 DEADLINE = 0.4
-
-
-def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +21,7 @@ from webhook.fakegraph import FakeCall, FakeGraph
 from webhook.graph import GraphClient
 
 from .conftest import ADMIN_TOKEN
-from .support import SHIPPED_GUNICORN, Gunicorn, free_port, history_states
+from .support import SHIPPED_GUNICORN, Gunicorn, free_port, history_states, until
 
 pytestmark = pytest.mark.slow
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -43,16 +43,6 @@ class Bot:
 
     def sent(self, call: FakeCall, *skip: str) -> list[tuple[str, int]]:
         return [(r.action, r.status) for r in self.fake.requests if r.call_id == call.id and r.action not in skip]
-
-
-def until(condition: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ the roster back from Graph."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 from webhook import on
@@ -15,17 +13,7 @@ from webhook.fakegraph import FakeCall, FakeGraph
 from webhook.parse import load_notifications
 from webhook.roster import apply_delta, keys
 
-from .support import Served, metric_value
-
-
-def until(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.02)
-    raise AssertionError(f"not within {timeout}s: {what}")
+from .support import Served, metric_value, until
 
 
 def send(fake: FakeGraph, call: FakeCall, sequence: int, *people: dict[str, Any]) -> None:

@@ -20,24 +20,15 @@ from webhook.model import Call
 from webhook.testing import LocalGraphKeys
 
 from .conftest import ADMIN_TOKEN
-from .support import metric_value
+from .support import VERIFIED_APP_ID, metric_value, verifying_client
 
-APP_ID = "6f1f5c00-1111-2222-3333-444455556666"
+APP_ID = VERIFIED_APP_ID
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def receiver(keys: LocalGraphKeys, tmp_path: Path, **settings: Any) -> FlaskClient:
-    app = create_app(
-        {
-            "APP_ID": APP_ID,
-            "OPENID_CONFIG_URL": keys.config_url,
-            "STORE_URL": f"sqlite:///{tmp_path}/calls.sqlite3",
-            "ADMIN_TOKEN": ADMIN_TOKEN,
-            "JOURNAL_DIR": str(tmp_path / "journal"),
-            **settings,
-        }
-    )
-    return app.test_client()
+    client: FlaskClient = verifying_client(keys, tmp_path, ADMIN_TOKEN, **settings)
+    return client
 
 
 def post_joining(client: FlaskClient, keys: LocalGraphKeys, body: Any) -> Any:

@@ -20,25 +20,18 @@ from webhook.routing import Redirect, redirect_to
 from webhook.testing import LocalGraphKeys
 
 from .conftest import ADMIN_TOKEN, Recorder
-from .support import Served, free_port, history_states, metric_value
+from .support import VERIFIED_APP_ID, Served, free_port, history_states, metric_value, verifying_client
 
-APP_ID = "6f1f5c00-1111-2222-3333-444455556666"
+APP_ID = VERIFIED_APP_ID
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 EMEA = "https://emea.bot.contoso.com/api/calls"
 
 
 def receiver(keys: LocalGraphKeys, tmp_path: Path) -> FlaskClient:
-    app = create_app(
-        {
-            "INSTANCE_CALLBACK_URL": "https://me.bot.contoso.com/api/calls",
-            "APP_ID": APP_ID,
-            "OPENID_CONFIG_URL": keys.config_url,
-            "STORE_URL": f"sqlite:///{tmp_path}/calls.sqlite3",
-            "ADMIN_TOKEN": ADMIN_TOKEN,
-            "JOURNAL_DIR": str(tmp_path / "journal"),
-        }
+    client: FlaskClient = verifying_client(
+        keys, tmp_path, ADMIN_TOKEN, INSTANCE_CALLBACK_URL="https://me.bot.contoso.com/api/calls"
     )
-    return app.test_client()
+    return client
 
 
 def signed(keys: LocalGraphKeys, region: str | None = None) -> dict[str, str]:

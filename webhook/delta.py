@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from . import roster as rosters
 from .codes import as_int
-from .events import Decision, Event, Outcome
+from .events import Decision, Outcome
 from .model import JSON, Call
 from .notification import Notification
 
@@ -31,15 +31,8 @@ def decide_delta(call: Call, notification: Notification) -> Decision:
     call.participants = change.participants
     if number is not None:
         call.roster_version = number
-    context = {"call": call, "notification": notification}
-    events = [Event("participants_updated", call.id, {**context, "participants": change.participants})]
-    if change.joined:
-        joined = [rosters.marked(p) for p in change.joined]
-        events.append(Event("participants_joined", call.id, {**context, "participants": joined}))
-    if change.left:
-        left = [rosters.marked(p) for p in change.left]
-        events.append(Event("participants_left", call.id, {**context, "participants": left}))
+    events = rosters.roster_events(call, notification, change)
     if missing:
         reason = f"delta roster {number} after roster {applied}: {missing} missing, the roster is read back"
-        return Decision("updated", call, tuple(events), reason, repair="roster")
-    return Decision("updated", call, tuple(events))
+        return Decision("updated", call, events, reason, repair="roster")
+    return Decision("updated", call, events)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .events import Event
+
 JSON = dict[str, Any]
 _APPLICATION_KINDS = ("application", "applicationInstance")
 
@@ -81,6 +83,20 @@ def apply(current: list[JSON], roster: list[JSON], *, removal: bool = False) -> 
     joined = [p for p, found in zip(participants, participant_keys, strict=True) if not (found & before)]
     left = [p for p, found in zip(current, current_keys, strict=True) if not (found & after)]
     return RosterChange(participants, joined, left)
+
+
+def roster_events(call: Any, notification: Any, change: RosterChange) -> tuple[Event, ...]:
+    """What a roster change tells the handlers: the new roster, then who joined and who left (marked
+    ``isBot``), each with the call and the notification."""
+    context = {"call": call, "notification": notification}
+    events = [Event("participants_updated", call.id, {**context, "participants": change.participants})]
+    if change.joined:
+        events.append(
+            Event("participants_joined", call.id, {**context, "participants": list(map(marked, change.joined))})
+        )
+    if change.left:
+        events.append(Event("participants_left", call.id, {**context, "participants": list(map(marked, change.left))}))
+    return tuple(events)
 
 
 def is_delta(data: Any) -> bool:

@@ -263,15 +263,7 @@ def _decide_roster(call: Call, notification: Notification, now: str) -> Decision
     call.participants = change.participants
     if version is not None:
         call.roster_version = version
-    context = {"call": call, "notification": notification}
-    events = [Event("participants_updated", call.id, {**context, "participants": change.participants})]
-    if change.joined:
-        joined = [rosters.marked(p) for p in change.joined]
-        events.append(Event("participants_joined", call.id, {**context, "participants": joined}))
-    if change.left:
-        left = [rosters.marked(p) for p in change.left]
-        events.append(Event("participants_left", call.id, {**context, "participants": left}))
-    return Decision("updated", call, tuple(events))
+    return Decision("updated", call, rosters.roster_events(call, notification, change))
 
 
 @dataclass(frozen=True)
