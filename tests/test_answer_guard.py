@@ -28,8 +28,8 @@ DEADLINE = 0.4
 def guarded(fake: FakeGraph, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Served]:
     """A receiver whose guard acts DEADLINE seconds after a call comes in, with the fallback the test names
     (``@pytest.mark.parametrize("guarded", [...], indirect=True)``), reject by default."""
-    settings = getattr(request, "param", {"ANSWER_FALLBACK": "reject"})
-    served = serve_bot(fake, tmp_path, ADMIN_TOKEN, ANSWER_DEADLINE_SECONDS=DEADLINE, **settings)
+    settings = {"ANSWER_DEADLINE_SECONDS": DEADLINE, **getattr(request, "param", {"ANSWER_FALLBACK": "reject"})}
+    served = serve_bot(fake, tmp_path, ADMIN_TOKEN, **settings)
     yield served
     served.stop()
 
@@ -160,6 +160,24 @@ def test_a_fallback_that_cannot_be_carried_out_stops_start_up(
 
     with pytest.raises(ConfigError, match=message):
         create_app({"AUTH": "disabled", "STORE_URL": store_url, **settings})
+
+
+@pytest.mark.payloads
+@pytest.mark.parametrize("guarded", [{"ANSWER_FALLBACK": "reject", "ANSWER_DEADLINE_SECONDS": "3"}], indirect=True)
+def test_the_documented_policy_recording_call_is_guarded_within_its_five_seconds(
+    fake: FakeGraph, guarded: Served
+) -> None:
+    """Microsoft's policy-recording incoming call (from "Answer call"), signed as Graph signs it: the guard acts
+    at a third of the deadline (Graph gives it 5 s of 15). The fake Graph never placed that call, so its reject
+    is answered 404 and counted as failed: what is checked here is when it went."""
+    body = load_json(DOCS / "incoming-call-policy-recording-created.json")
+    token = fake.keys.token(aud=fake.app_id, tid=body["value"][0]["resourceData"]["tenantId"])
+    client = guarded.app.test_client()
+    started = time.monotonic()
+    assert client.post("/api/calls", json=body, headers={"Authorization": f"Bearer {token}"}).status_code == 202
+    (rejected,) = until(lambda: fake.sent("reject"), "the guard's reject")
+    assert 1.0 <= time.monotonic() - started < 2.5  # at 1 s, well before the 3 s an ordinary call would have
+    assert rejected.call_id == body["value"][0]["resourceData"]["id"] and rejected.status == 404
 
 
 # The pure rules

@@ -130,8 +130,9 @@ def _receive(state: WebhookState, app_id: str | None) -> Response:
         if state.journal is not None and state.settings.journal == "on":
             record = {"receivedAt": received_at, "tenant": claims.tenant_id, "body": body_text(raw)}
             append_to_journal(state.journal, "journal", record)
-    if received.join_response is not None:  # policy-based recording: Graph reads the decision in the body
-        return jsonify(received.join_response.to_graph())
+    if received.joining is not None:  # policy-based recording: Graph reads the decision in the body
+        # Outside the lock: the handlers have seconds to decide, and the worker's other callbacks must not wait.
+        return jsonify(state.receiver.decide_joining(received.joining).to_graph())
     return _empty(202)
 
 

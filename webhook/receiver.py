@@ -85,11 +85,11 @@ def decode_body(raw: bytes) -> Any:
 
 @dataclass(frozen=True)
 class Received:
-    """What one body did: a committed decision per notification, in order, and the answer to a participant
-    joining (policy-based recording), which goes back to Graph in the response body."""
+    """What one body did: a committed decision per notification, in order; the participant joining it carries
+    (policy-based recording), whose answer goes back to Graph in the response body (:meth:`Receiver.decide_joining`)."""
 
     decisions: list[Decision]
-    join_response: JoinResponse | None = None
+    joining: Notification | None = None
     #: Where the body goes instead (region or instance routing); nothing was applied then.
     redirect: Redirect | None = None
 
@@ -135,9 +135,9 @@ class Receiver:
         *,
         here: tuple[str, ...] = (),
     ) -> Received:
-        """:meth:`receive`, with the answer to a participant joining the body carries (the first one's: Graph
-        sends one at a time), or, before anything is applied, where ``route_incoming`` handlers send it
-        (``here``: this receiver's own URLs, which a redirect may not name)."""
+        """:meth:`receive`, with the participant joining the body carries (the first: Graph sends one at a time),
+        or, before anything is applied, where ``route_incoming`` handlers send it (``here``: this receiver's own
+        URLs, which a redirect may not name)."""
         batch = body.get("value") if isinstance(body, dict) else None
         if isinstance(batch, list) and len(batch) > self.max_notifications:
             # Refused before any is validated: each costs a store transaction, and one body must not hold a
@@ -154,14 +154,16 @@ class Receiver:
         if redirect is not None:
             return Received([], redirect=redirect)
         decisions = [self.apply(notification, context) for notification in notifications]
-        joining = [n for n in notifications if is_joining_notification(n.data)]
-        if not joining:
-            return Received(decisions)
+        joining = next((n for n in notifications if is_joining_notification(n.data)), None)
+        return Received(decisions, joining)
+
+    def decide_joining(self, notification: Notification) -> JoinResponse:
+        """The answer to a participant joining: what ``participant_joining`` handlers decide in time."""
         if self.joining is None:
             from .joining import JoinDecider
 
             self.joining = JoinDecider()
-        return Received(decisions, self.joining.decide(joining[0]))
+        return self.joining.decide(notification)
 
     def apply(self, notification: Notification, context: dict[str, str] | None = None) -> Decision:
         """Apply one notification and deliver its events; ``context`` (correlation headers) goes into the logs."""
