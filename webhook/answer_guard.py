@@ -33,7 +33,7 @@ from .graph import GraphClient
 from .model import Call
 from .settings import default
 from .store.base import CallStore
-from .upkeep import ClientFor
+from .upkeep import ClientFor, client_lookup
 
 logger = logging.getLogger("webhook.answer_guard")
 
@@ -55,9 +55,7 @@ class AnswerGuard:
         if fallback != "none" and clients is None:
             raise ValueError(f"the {fallback} fallback acts through Graph: give the guard a client")
         self.store = store
-        self.clients: ClientFor = (
-            (lambda app_id: clients) if isinstance(clients, GraphClient) or clients is None else clients
-        )
+        self.clients = client_lookup(clients)
         self.deadline_seconds, self.fallback, self.target = deadline_seconds, fallback, target
         self._due: list[tuple[float, str]] = []  # (time.monotonic() when due, call id), a heap
         self._wake = threading.Condition()
