@@ -121,8 +121,11 @@ def _receive(state: WebhookState, app_id: str | None) -> Response:
     body = decode_body(raw)
     if is_legacy_calling_body(body):
         return _legacy_handshake(claims)
+
+    def here() -> tuple[str, ...]:  # this request's own URL costs tens of µs to build: only a redirect asks
+        return (request.base_url, state.settings.instance_callback_url)
+
     with state.processing:
-        here = (request.base_url, state.settings.instance_callback_url)
         received = state.receiver.process(body, claims, _correlation(), here=here)
         if received.redirect is not None:  # another region's or instance's call: it journals it there
             return _redirect(received.redirect)

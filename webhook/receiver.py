@@ -133,11 +133,11 @@ class Receiver:
         claims: Claims | None = None,
         context: dict[str, str] | None = None,
         *,
-        here: tuple[str, ...] = (),
+        here: Callable[[], tuple[str, ...]] = tuple,
     ) -> Received:
         """:meth:`receive`, with the participant joining the body carries (the first: Graph sends one at a time),
-        or, before anything is applied, where ``route_incoming`` handlers send it (``here``: this receiver's own
-        URLs, which a redirect may not name)."""
+        or, before anything is applied, where ``route_incoming`` handlers send it (``here()``: this receiver's
+        own URLs, which a redirect may not name)."""
         batch = body.get("value") if isinstance(body, dict) else None
         if isinstance(batch, list) and len(batch) > self.max_notifications:
             # Refused before any is validated: each costs a store transaction, and one body must not hold a

@@ -14,7 +14,7 @@ logged), so that no order decides. One that raises is logged and has no say.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,16 +51,17 @@ def is_incoming_call(notification: Notification) -> bool:
     return notification.kind == "call" and notification.change_type == "created"
 
 
-def route(notifications: Iterable[Notification], headers: dict[str, str], here: Iterable[str] = ()) -> Redirect | None:
+def route(
+    notifications: Iterable[Notification], headers: dict[str, str], here: Callable[[], Iterable[str]] = tuple
+) -> Redirect | None:
     """Where the body holding ``notifications`` goes instead, or None to process it here. ``headers`` are the
-    request's correlation headers (``MS-Teams-Region``...); ``here`` the URLs of this receiver, which a redirect
-    may not name (it would loop)."""
+    request's correlation headers (``MS-Teams-Region``...); ``here()`` the URLs of this receiver, which a redirect
+    may not name (it would loop), asked only when a handler names a place."""
     if not route_incoming.receivers:
         return None
-    own = {url for url in here if url}
     for notification in notifications:
         place = _route_one(notification, headers) if is_incoming_call(notification) else None
-        if place is not None and place.location in own:
+        if place is not None and place.location in set(here()):
             logger.error(
                 "call %s: a redirect to this receiver (%s) would loop: kept here", notification.call_id, place.location
             )
