@@ -135,7 +135,6 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
                 timeout_seconds=settings.joining_timeout_seconds, default_response=settings.joining_default
             ),
         ),
-        verifier=next((bot.verifier for bot in (bots.default, *bots) if bot.verifier is not None), None),
         bots=bots,
         delivery=delivery,
         sweeper=Sweeper(
@@ -146,7 +145,6 @@ def create_app(config: Mapping[str, Any] | None = None, *, receiving: bool = Tru
         ),
         plugins=tuple(plugins),
         journal=journal,
-        graph=bots.default.client,
     )
     app.register_blueprint(http.bp)
     app.register_blueprint(http_read.read_api)

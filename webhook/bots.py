@@ -40,10 +40,6 @@ class Bots:
     def __iter__(self) -> Iterator[Bot]:
         return iter(self._by_id.values())
 
-    @property
-    def several(self) -> bool:
-        return len(self._by_id) > 1
-
     def at(self, app_id: str | None) -> Bot:
         """The bot posting to ``/api/calls/<app_id>`` (None: the bare ``/api/calls``); raises
         :class:`~webhook.errors.NotFound` for an app this receiver does not serve."""

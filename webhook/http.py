@@ -57,17 +57,25 @@ class WebhookState:
     settings: Settings
     store: CallStore
     receiver: Receiver
-    verifier: Verifier | None
     delivery: Delivery
     sweeper: Sweeper
     plugins: tuple[LoadedPlugin, ...]
     #: The bots served: their audiences, credentials and callback URLs.
     bots: Bots
     journal: Journal | None = None
-    #: The calls API, for handlers' ``actions`` and :func:`webhook.actions.actions_for`.
-    graph: GraphClient | None = None
     #: Held while one request's notifications are processed (see receive_notifications).
     processing: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def verifier(self) -> Verifier | None:
+        """The token verifier of the bare ``/api/calls``'s bot, else of the first bot that has one (they share
+        their keys); None when authentication is disabled."""
+        return next((bot.verifier for bot in (self.bots.default, *self.bots) if bot.verifier is not None), None)
+
+    @property
+    def graph(self) -> GraphClient:
+        """The calls API of the bare ``/api/calls``'s bot."""
+        return self.bots.default.client
 
 
 def webhook_state() -> WebhookState:

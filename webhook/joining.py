@@ -30,7 +30,6 @@ from .notification import Notification
 from .resources import canonical_id
 from .settings import default
 from .signals import participant_joining
-from .state import is_joining_notification
 
 logger = logging.getLogger("webhook.joining")
 
@@ -76,11 +75,6 @@ def invite_new_bot(invite_uri: str) -> JoinResponse:
     if not invite_uri.startswith("https://"):
         raise ValueError(f"the invite URI is a bot's https callback URL, not {invite_uri!r}")
     return JoinResponse("inviteNewBot", invite_uri=invite_uri)
-
-
-def is_joining(notification: Notification) -> bool:
-    """Whether ``notification`` is a ``participantJoiningNotification`` (by its ``resourceData``'s type)."""
-    return is_joining_notification(notification.data)
 
 
 def joining_call(notification: Notification) -> Call:

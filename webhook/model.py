@@ -44,6 +44,13 @@ def canonical_enum(value: str, known: Iterable[str]) -> str:
     return value
 
 
+def has_type(data: Any, name: str) -> bool:
+    """Whether ``data`` (a notification's ``resourceData``) says it is a ``#microsoft.graph.<name>``, in any case
+    (what tells a delta roster or a participant joining from a call or a roster sent to the same URL)."""
+    kind = data.get("@odata.type") if isinstance(data, dict) else None
+    return isinstance(kind, str) and kind.lower().endswith(name.lower())
+
+
 @dataclass(frozen=True)
 class Party:
     """Who is on one end of a call, read from Graph's ``identitySet``: ``kind`` is the identity's key

@@ -19,6 +19,7 @@ from .clock import utc_now
 from .delivery import Delivery
 from .errors import PayloadError
 from .events import Decision, Event
+from .joining import JoinDecider, JoinResponse
 from .notification import Claims, Notification
 from .parse import load_notifications
 from .routing import Redirect, route
@@ -28,7 +29,6 @@ from .store.base import CallStore
 
 if TYPE_CHECKING:
     from .answer_guard import AnswerGuard
-    from .joining import JoinDecider, JoinResponse
 
 transitions_log = logging.getLogger("webhook.transitions")
 logger = logging.getLogger("webhook.receiver")
@@ -111,7 +111,7 @@ class Receiver:
     ) -> None:
         self.store = store
         self.guard = guard
-        self.joining = joining
+        self.joining = joining if joining is not None else JoinDecider()
         #: Called with a committed decision that asks for something to be read back from Graph (a roster).
         self.repairs = repairs
         self.clock = clock
@@ -159,10 +159,6 @@ class Receiver:
 
     def decide_joining(self, notification: Notification) -> JoinResponse:
         """The answer to a participant joining: what ``participant_joining`` handlers decide in time."""
-        if self.joining is None:
-            from .joining import JoinDecider
-
-            self.joining = JoinDecider()
         return self.joining.decide(notification)
 
     def apply(self, notification: Notification, context: dict[str, str] | None = None) -> Decision:

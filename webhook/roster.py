@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .events import Event
+from .model import has_type
 
 JSON = dict[str, Any]
 _APPLICATION_KINDS = ("application", "applicationInstance")
@@ -103,8 +104,7 @@ def is_delta(data: Any) -> bool:
     """Whether a notification's ``resourceData`` is a delta roster (``#microsoft.graph.deltaParticipants``: the
     participants changed since the last roster, with its ``sequenceNumber``), sent to a call answered or joined
     with ``isDeltaRosterEnabled``."""
-    kind = data.get("@odata.type") if isinstance(data, dict) else None
-    return isinstance(kind, str) and kind.lower().endswith("deltaparticipants")
+    return has_type(data, "deltaParticipants")
 
 
 def apply_delta(current: list[JSON], changed: list[JSON]) -> RosterChange:

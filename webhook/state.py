@@ -33,7 +33,7 @@ from . import roster as rosters
 from .codes import as_int
 from .delta import decide_delta
 from .events import Decision, Event
-from .model import CALL_STATES, JSON, Call, canonical_enum
+from .model import CALL_STATES, JSON, Call, canonical_enum, has_type
 from .notification import Notification
 from .operations import decide_operation, operation_id, result_failed
 
@@ -68,8 +68,7 @@ def is_backwards(current: str | None, target: str, data: JSON) -> bool:
 def is_joining_notification(data: object) -> bool:
     """Whether a notification's ``resourceData`` is a ``participantJoiningNotification`` (policy-based
     recording; answered in the response body by :mod:`webhook.joining`, never applied to a call)."""
-    kind = data.get("@odata.type") if isinstance(data, dict) else None
-    return isinstance(kind, str) and kind.lower().endswith("participantjoiningnotification")
+    return has_type(data, "participantJoiningNotification")
 
 
 def decide(current: Call | None, notification: Notification, now: str) -> Decision:
