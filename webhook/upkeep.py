@@ -187,21 +187,12 @@ class Upkeep:
             decision = self.end_gone(call_id, "resync", "Graph answered GET with 404: it no longer has the call")
             state = decision.call.state if decision is not None and decision.call is not None else None
             return Resynced(call_id, "ended", state)
-        resource = f"/communications/calls/{call_id}"
-        envelope = {
-            "value": [
-                {"changeType": "updated", "resourceUrl": resource, "resourceData": _without_context(body)},
-                {"changeType": "updated", "resourceUrl": resource + "/participants", "resourceData": roster},
-            ]
-        }
+        app_id = known.app_id if known is not None else None
         try:
-            notifications = load_notifications(envelope)
-        except PayloadError as exc:
+            last = self._apply_read_back(call_id, Claims(tenant_id=tenant, audience=app_id), roster, body)
+        except GraphError:
             metrics.resyncs.labels("failed").inc()
-            raise GraphError(f"resync of call {call_id}: Graph's answer could not be read: {exc.message}") from exc
-        last = None
-        for notification in notifications:
-            last = self._apply(replace(notification, origin="resync", claims=Claims(tenant_id=tenant)))
+            raise
         metrics.resyncs.labels("refreshed").inc()
         state = last.call.state if last is not None and last.call is not None else None
         logger.info("call %s resynced from Graph: %s", call_id, state)
@@ -246,13 +237,31 @@ class Upkeep:
             return self.end_gone(
                 call_id, "resync", "Graph answered GET participants with 404: it no longer has the call"
             )
-        body = {"changeType": "updated", "resourceUrl": f"/communications/calls/{call_id}/participants"}
-        (notification,) = load_notifications({"value": [{**body, "resourceData": roster}]})
-        claims = Claims(tenant_id=known.tenant_id, audience=known.app_id)
-        decision = self._apply(replace(notification, origin="resync", claims=claims))
+        decision = self._apply_read_back(call_id, Claims(tenant_id=known.tenant_id, audience=known.app_id), roster)
         metrics.roster_repairs.labels("repaired").inc()
         logger.info("call %s: roster read back from Graph after a delta gap (%d participants)", call_id, len(roster))
         return decision
+
+    def _apply_read_back(
+        self, call_id: str, claims: Claims, roster: list[JSON], call: JSON | None = None
+    ) -> Decision | None:
+        """Apply what Graph answered ``GET`` (the call, when given, then its participants) as notifications
+        learnt by asking (``origin="resync"``); the last decision. Raises :class:`GraphError` when the answer
+        cannot be read as Graph's notifications are."""
+        resource = f"/communications/calls/{call_id}"
+        value: list[JSON] = [
+            {"changeType": "updated", "resourceUrl": resource + "/participants", "resourceData": roster}
+        ]
+        if call is not None:
+            value.insert(0, {"changeType": "updated", "resourceUrl": resource, "resourceData": _without_context(call)})
+        try:
+            notifications = load_notifications({"value": value})
+        except PayloadError as exc:
+            raise GraphError(f"resync of call {call_id}: Graph's answer could not be read: {exc.message}") from exc
+        last = None
+        for notification in notifications:
+            last = self._apply(replace(notification, origin="resync", claims=claims))
+        return last
 
     # Ending a call Graph no longer has
 
