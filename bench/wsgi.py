@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import statistics
 import sys
@@ -77,9 +76,8 @@ def main() -> None:
                 "LOG_LEVEL": args.log_level,
             }
         )
-        for handler in logging.getLogger("webhook").handlers:
-            if isinstance(handler, logging.StreamHandler):
-                handler.setStream(open(os.devnull, "w"))  # noqa: SIM115 - for the process's life
+        # Our log handler writes to whatever sys.stderr is when a line is written.
+        sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the process's life
         bare = create_bare()
         heard: list[str] = []
         handler = on.call_state("established")(lambda call: heard.append(call.id))
