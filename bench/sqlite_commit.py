@@ -1,7 +1,7 @@
 """What a SQLite transition costs as the database's layout changes, in one process, batches alternated.
 
 Each variant is a fresh store (SQLite, the default durability) with a page size and, optionally, without the
-calls table's three ``seen_at`` indexes; batches of fresh calls' ``established`` are applied to each variant in
+calls table's two ``seen_at`` indexes; batches of fresh calls' ``established`` are applied to each variant in
 turn, 40 rounds, and each variant's per-batch time is divided by the first variant's in the same round (the
 machine's drift cancels). Usage: ``python bench/sqlite_commit.py 4096 2048 1024 4096,noidx``.
 """
@@ -26,7 +26,7 @@ from webhook.receiver import decode_body  # noqa: E402
 from webhook.store.base import Lease  # noqa: E402
 from webhook.store.sqlite import SQLiteStore  # noqa: E402
 
-_SEEN_AT_INDEXES = ("calls_by_seen", "calls_by_state_heard", "calls_by_heard")
+_SEEN_AT_INDEXES = ("calls_heard", "calls_watched")
 
 
 def open_variant(folder: str, variant: str) -> SQLiteStore:

@@ -140,11 +140,12 @@ def test_a_worker_restarted_while_the_disk_is_full_boots_and_recovers_when_space
     filler = small_disk / "filler"
     try:
         assert post(server.url, new_id())[0] == 202
-        with filler.open("wb") as file:  # fill the disk to the last block
+        # Fill the disk to the last block, unbuffered: a buffered file keeps what a partial write left over and
+        # raises again when it is closed.
+        with filler.open("wb", buffering=0) as file:
             try:
                 while True:
                     file.write(b"\0" * 65536)
-                    file.flush()
             except OSError:
                 pass
         restart_a_worker(server)

@@ -15,9 +15,11 @@ import pytest
 
 from webhook import ConfigError, create_app
 from webhook.builders import call_notification, envelope, incoming_call, new_id, participant, roster_notification
+from webhook.clock import epoch
 from webhook.http import EXTENSION
 from webhook.parse import load_notifications
 from webhook.store import open_store
+from webhook.store.sqlite_schema import SCHEMA_VERSION
 
 from ..conftest import Recorder
 from ..support import history_states
@@ -191,7 +193,7 @@ def test_a_store_written_by_the_previous_release_is_migrated_once_in_place(tmp_p
     shutil.copy(V4, path)
     before = {call_id: json.loads(doc) for call_id, doc in sqlite3.connect(path).execute("SELECT id, doc FROM calls")}
     store = open_store(f"sqlite:///{path}")
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (5,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     for call_id, old in before.items():
         migrated = store.get(call_id)
         assert migrated is not None
@@ -211,6 +213,45 @@ def test_a_store_written_by_the_previous_release_is_migrated_once_in_place(tmp_p
     mtime = path.stat().st_mtime_ns
     open_store(f"sqlite:///{path}").get(call_id)  # once: a second start reads the version and writes nothing
     assert path.stat().st_mtime_ns == mtime
+
+
+V5 = V4.with_name("store-v5.sqlite3")
+_FIVE = ["55555555-0000-0000-0000-00000000000" + str(n) for n in (1, 2, 3)]
+
+
+def test_a_schema_5_store_keeps_its_calls_and_events_and_reads_them_through_the_new_indexes(tmp_path: Path) -> None:
+    """tests/data/store-v5.sqlite3 was written by the release before schema 6 (three indexes on seen_at, one on
+    the outbox): calls established, terminated and establishing, heard in that order; 6 events of a dead worker;
+    a failure."""
+    path = tmp_path / "calls.sqlite3"
+    shutil.copy(V5, path)
+    store = open_store(f"sqlite:///{path}")
+    conn = store._connect()  # type: ignore[attr-defined]
+    assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    indexes = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"calls_heard", "calls_watched"} <= indexes
+    assert not indexes & {"calls_by_seen", "calls_by_state_heard", "calls_by_heard", "outbox_by_owner"}
+    statements: list[str] = []
+    conn.set_trace_callback(statements.append)
+    one, ended, incoming = _FIVE
+    assert [call.id for call in store.list_calls()] == [incoming, ended, one]
+    assert [call.id for call in store.list_calls("established")] == [one]
+    assert [call.id for call in store.list_calls(active=True)] == [incoming, one]
+    assert store.quiet_calls(epoch("2026-12-02T00:00:00.000Z") or 0) == [one, incoming]  # an ended call is not watched
+    assert store.quiet_calls(epoch("2026-12-01T10:00:03.000Z") or 0) == [one]
+    reads = [text for text in statements if text.startswith("SELECT") and "FROM calls" in text]
+    conn.set_trace_callback(None)
+    assert len(reads) == 5
+    for text in reads:  # each listing and the sweeper's query read an index, never the whole table
+        plan = " ".join(str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {text}"))
+        assert "USING INDEX calls_heard" in plan or "USING INDEX calls_watched" in plan, (text, plan)
+    orphans = store.claim_orphans("me", 1e12, 1e12, lambda owner: owner == "worker-gone")
+    assert len(orphans) == 6 and [event.id for event in orphans] == sorted(event.id for event in orphans)  # type: ignore[type-var]
+    assert {event.kwargs["call"].id for event in orphans} == set(_FIVE)
+    assert [f.handler for f in store.failures()] == ["mybot.greet"]
+    (hung_up,) = load_notifications(envelope(call_notification(one, "terminated")))
+    assert store.apply(hung_up, "2026-12-01T10:00:09.000Z").outcome == "applied"
+    assert store.quiet_calls(epoch("2026-12-02T00:00:00.000Z") or 0) == [incoming]
 
 
 def test_a_roster_change_rewrites_only_the_participants_that_changed(tmp_path: Path) -> None:

@@ -36,6 +36,7 @@ from .base import CallStore, Choose, Lease
 from .rows import HISTORY_LIMIT, KEPT_PER_CALL, as_stored, json_rows, rows_of
 from .sqlite_file import SQLiteFile
 from .sqlite_rows import load_call, write_rows
+from .sqlite_schema import WATCHED
 
 logger = logging.getLogger("webhook.store")
 
@@ -161,8 +162,7 @@ class SQLiteStore(SQLiteFile, CallStore):
 
     def quiet_calls(self, seen_before: float, limit: int = 100) -> list[str]:
         return self._call_ids(
-            "SELECT id FROM calls WHERE stale_since IS NULL AND seen_at < ? "
-            "AND (state IS NULL OR state != 'terminated') ORDER BY seen_at LIMIT ?",
+            f"SELECT id FROM calls WHERE {WATCHED} AND seen_at < ? ORDER BY seen_at LIMIT ?",
             iso(seen_before),
             limit,
         )
