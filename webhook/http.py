@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Request, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import ClientDisconnected
 
 from . import logs, metrics
@@ -100,17 +100,19 @@ def _receive(state: WebhookState, app_id: str | None) -> Response:
     signalled; 200 with the ``participantJoiningResponse`` for a participant joining; 307 (or 302) with a
     ``Location`` for an incoming call that ``route_incoming`` sends to another region or instance."""
     received_at = utc_now()
+    # The objects behind Flask's proxies, looked up once: each use of a proxy looks them up again.
+    req: Request = request._get_current_object()  # type: ignore[attr-defined]
     bot = state.bots.at(app_id)
     limit = state.settings.max_body_bytes
-    claims = _authenticate(bot)
-    if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit, request.content_length)
-    if request.mimetype != "application/json":
+    claims = _authenticate(bot, req)
+    if req.content_length is not None and req.content_length > limit:
+        raise _too_large(limit, req.content_length)
+    if req.mimetype != "application/json":
         raise UnsupportedMediaType(
-            f"Content-Type must be application/json, not {request.mimetype or 'missing'}.",
-            details={"contentType": request.content_type},
+            f"Content-Type must be application/json, not {req.mimetype or 'missing'}.",
+            details={"contentType": req.content_type},
         )
-    encoding = request.headers.get("Content-Encoding", "identity").strip().lower()
+    encoding = req.headers.get("Content-Encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise UnsupportedMediaType(
             f"Content-Encoding {encoding} is not accepted: send the JSON body unencoded (Graph does).",
@@ -118,11 +120,12 @@ def _receive(state: WebhookState, app_id: str | None) -> Response:
         )
     # A chunked body has no Content-Length: Werkzeug stops reading at MAX_CONTENT_LENGTH (limit + 1, set by
     # create_app) without complaint, so one byte over the limit is how an oversized stream shows itself.
-    raw = _read_body(state.settings.body_timeout_seconds)
-    g.webhook_body = raw  # for the journal of rejected requests
+    raw = _read_body(req, state.settings.body_timeout_seconds)
+    context = g._get_current_object()
+    context.webhook_body = raw  # for the journal of rejected requests
     if len(raw) > limit:
         raise _too_large(limit)
-    g.webhook_tenant = claims.tenant_id
+    context.webhook_tenant = claims.tenant_id
     # Threads of a worker wait for slow clients side by side, but process notifications one at a time, as a sync
     # worker would: side by side they only contend for the GIL and the store's write lock (measured: a third
     # less throughput with 32 threads per worker).
@@ -131,13 +134,13 @@ def _receive(state: WebhookState, app_id: str | None) -> Response:
         return _legacy_handshake(claims)
 
     def here() -> tuple[str, ...]:  # this request's own URL costs tens of µs to build: only a redirect asks
-        return (request.base_url, state.settings.instance_callback_url)
+        return (req.base_url, state.settings.instance_callback_url)
 
     with state.processing:
         received = state.receiver.process(body, claims, _correlation(), here=here)
         if received.redirect is not None:  # another region's or instance's call: it journals it there
             return _redirect(received.redirect)
-        g.webhook_calls = sorted({d.call.id for d in received.decisions if d.call is not None})
+        context.webhook_calls = sorted({d.call.id for d in received.decisions if d.call is not None})
         if state.journal is not None and state.settings.journal == "on":
             record = {"receivedAt": received_at, "tenant": claims.tenant_id, "body": body_text(raw)}
             append_to_journal(state.journal, "journal", record)
@@ -169,13 +172,14 @@ def _empty(status: int) -> Response:
 
 def _correlation() -> dict[str, str]:
     """This request's correlation headers, read once for the logs and the journal."""
-    found: dict[str, str] | None = g.get("webhook_correlation")
+    context = g._get_current_object()
+    found: dict[str, str] | None = context.get("webhook_correlation")
     if found is None:
-        found = g.webhook_correlation = correlation_headers(request.headers)
+        found = context.webhook_correlation = correlation_headers(request.headers)
     return found
 
 
-def _read_body(timeout: float) -> bytes:
+def _read_body(request: Request, timeout: float) -> bytes:
     """The body, read within ``timeout`` seconds of silence from the client.
 
     Under gunicorn the socket is blocking with no timeout: a client that announces a longer body than it sends
@@ -216,7 +220,7 @@ def _too_large(limit: int, size: int | None = None) -> PayloadTooLarge:
     )
 
 
-def _authenticate(bot: Bot) -> Claims:
+def _authenticate(bot: Bot, request: Request) -> Claims:
     if bot.verifier is None:  # WEBHOOK_AUTH=disabled, warned about at start-up
         return Claims(audience=bot.app_id or None)
     return bot.verifier.verify(request.headers.get("Authorization"))
@@ -254,27 +258,23 @@ def _start_timer() -> None:
 
 @bp.after_app_request
 def _log_request(response: Response) -> Response:
-    started = g.get("webhook_started")
+    req, context = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+    started = context.get("webhook_started")
     elapsed = time.perf_counter() - started if started is not None else 0.0
-    endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
+    endpoint = req.url_rule.rule if req.url_rule is not None else "unmatched"
     metrics.request_seconds.labels(endpoint, str(response.status_code)).observe(elapsed)
+    method, path, status = req.method, req.path, response.status_code
     fields = {
-        "method": request.method,
-        "path": request.path,
-        "status": response.status_code,
+        "method": method,
+        "path": path,
+        "status": status,
         "durationMs": round(elapsed * 1000, 2),
-        "remoteAddr": request.remote_addr,
-        "tenant": g.get("webhook_tenant"),
-        "callIds": g.get("webhook_calls"),
+        "remoteAddr": req.remote_addr,
+        "tenant": context.get("webhook_tenant"),
+        "callIds": context.get("webhook_calls"),
         **_correlation(),
     }
-    logs.emit(
-        access_log,
-        logging.INFO,
-        "%s %s %s %.1fms",
-        (request.method, request.path, response.status_code, elapsed * 1000),
-        fields,
-    )
+    logs.emit(access_log, logging.INFO, "%s %s %s %.1fms", (method, path, status, elapsed * 1000), fields)
     return response
 
 

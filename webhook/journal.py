@@ -26,7 +26,7 @@ from typing import Any
 
 from . import codec
 from .errors import ConfigError
-from .journal_files import OpenFiles, append_line, opened_as
+from .journal_files import OpenFiles, append_line
 from .settings import default
 
 logger = logging.getLogger("webhook.journal")
@@ -92,8 +92,8 @@ class Journal:
         with self._thread_lock:
             handle = self._handle(kind)
             with handle.locked():
-                fd = self._current_fd(handle, kind, day, len(line))
-                append_line(fd, line, fsync=self.fsync)
+                fd, size = self._current_fd(handle, kind, day, len(line))
+                append_line(fd, line, fsync=self.fsync, start=size)
             if self._pruned_day != day:
                 self._pruned_day = day
                 self._prune(day)
@@ -108,19 +108,15 @@ class Journal:
             handle = self._handles[kind] = OpenFiles(self.folder / f".{kind}.lock")
         return handle
 
-    def _current_fd(self, handle: OpenFiles, kind: str, day: str, incoming: int) -> int:
-        """The open file to append to, under the folder lock. The lock file holds the current file's name, so
-        that every process agrees on it without listing the folder at each append; the file stays open between
-        appends, and is opened again when another process rotated, or when it was deleted or replaced."""
+    def _current_fd(self, handle: OpenFiles, kind: str, day: str, incoming: int) -> tuple[int, int]:
+        """The open file to append to, under the folder lock, and its size. The lock file holds the current file's
+        name, so that every process agrees on it without listing the folder at each append; the file stays open
+        between appends, and is opened again when another process rotated, or when it was deleted or replaced."""
         name = handle.read_name()
-        opened = (
-            opened_as(self.folder / name, handle.fd)
-            if handle.fd >= 0 and name == handle.name and name.startswith(f"{kind}-{day}-")
-            else None
-        )
+        opened = handle.current(handle.path) if name == handle.name and name.startswith(f"{kind}-{day}-") else None
         if opened is None or (opened.st_size > 0 and opened.st_size + incoming > self.max_bytes):
-            handle.open(self._current_file(handle, name, kind, day, incoming))
-        return handle.fd
+            opened = handle.open(self._current_file(handle, name, kind, day, incoming))
+        return handle.fd, opened.st_size
 
     def _current_file(self, handle: OpenFiles, name: str, kind: str, day: str, incoming: int) -> Path:
         """The file to append to now, given the lock file's ``name``; written to the lock file when it changes. The
