@@ -11,10 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Request
 
 from webhook import ConfigError, create_app
 from webhook.builders import call_notification, envelope, incoming_call, new_id
-from webhook.journal import MAX_HEADER_CHARS, Journal, read_records
+from webhook.journal import (
+    CORRELATION_HEADERS,
+    MAX_HEADER_CHARS,
+    Journal,
+    correlation_headers,
+    environ_correlation_headers,
+    read_records,
+)
 from webhook.simulate import send_all
 from webhook.testing import LocalGraphKeys
 
@@ -283,3 +292,20 @@ def test_header_values_are_capped_in_logs_and_the_rejected_journal(
     (access,) = [r for r in caplog.records if r.name == "webhook.access"]
     logged = json.dumps(access.fields)  # type: ignore[attr-defined]
     assert len(logged) < 2_000 < 20_000 * len(GRAPH_HEADERS)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        GRAPH_HEADERS,
+        {name.lower(): f"{name} value" for name in CORRELATION_HEADERS},
+        {"Scenario-Id": "s" * (MAX_HEADER_CHARS + 1), "Request-Id": "", "Authorization": "Bearer secret"},
+        {"User-Agent": "Microsoft-Skype/3.0,(Calling/1.0)", "X-Other": "kept out"},
+        {},
+    ],
+)
+def test_the_correlation_headers_read_off_the_environ_are_those_werkzeug_reads(headers: dict[str, str]) -> None:
+    environ = EnvironBuilder(path="/api/calls", method="POST", headers=headers).get_environ()
+    expected = correlation_headers(Request(environ).headers)
+    assert environ_correlation_headers(environ) == expected
+    assert "Authorization" not in expected

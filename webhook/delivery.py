@@ -139,10 +139,10 @@ class Delivery:
             _, error = signal.call_receiver(receiver, event.sender, event.kwargs)
         elapsed = time.perf_counter() - started
         name = receiver_name(receiver)
-        metrics.handler_calls.labels(name).inc()
-        metrics.handler_seconds.labels(name).observe(elapsed)
+        metrics.child(metrics.handler_calls, name).inc()
+        metrics.child(metrics.handler_seconds, name).observe(elapsed)
         if error is not None:
-            metrics.handler_failures.labels(name).inc()
+            metrics.child(metrics.handler_failures, name).inc()
         if elapsed > self.slow_seconds:
             logger.warning("handler %s took %.2fs on %s (limit %.2fs)", name, elapsed, signal.name, self.slow_seconds)
         if error is None:

@@ -32,7 +32,7 @@ from .errors import (
     WebhookError,
 )
 from .graph import GraphClient
-from .journal import Journal, correlation_headers
+from .journal import Journal, environ_correlation_headers
 from .legacy import is_legacy_calling_body
 from .notification import Claims
 from .plugins import LoadedPlugin
@@ -175,7 +175,7 @@ def _correlation() -> dict[str, str]:
     context = g._get_current_object()
     found: dict[str, str] | None = context.get("webhook_correlation")
     if found is None:
-        found = context.webhook_correlation = correlation_headers(request.headers)
+        found = context.webhook_correlation = environ_correlation_headers(request.environ)
     return found
 
 
@@ -262,7 +262,7 @@ def _log_request(response: Response) -> Response:
     started = context.get("webhook_started")
     elapsed = time.perf_counter() - started if started is not None else 0.0
     endpoint = req.url_rule.rule if req.url_rule is not None else "unmatched"
-    metrics.request_seconds.labels(endpoint, str(response.status_code)).observe(elapsed)
+    metrics.child(metrics.request_seconds, endpoint, str(response.status_code)).observe(elapsed)
     method, path, status = req.method, req.path, response.status_code
     fields = {
         "method": method,

@@ -52,8 +52,26 @@ MAX_HEADER_CHARS = 256
 def correlation_headers(headers: Any) -> dict[str, str]:
     """The correlation headers present in ``headers`` (any mapping with ``get``), each cut to
     :data:`MAX_HEADER_CHARS` (a cut value ends with ``...``); never Authorization."""
-    found = {name: headers.get(name) for name in CORRELATION_HEADERS}
-    return {name: _capped(str(value)) for name, value in found.items() if value}
+    return _present(headers.get, CORRELATION_HEADERS)
+
+
+#: Where a WSGI server puts each correlation header in the environ (as Werkzeug's headers read it).
+_ENVIRON_KEYS = tuple("HTTP_" + name.upper().replace("-", "_") for name in CORRELATION_HEADERS)
+
+
+def environ_correlation_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """:func:`correlation_headers` of a WSGI request, read from its ``environ`` directly: a lookup of Werkzeug's
+    headers by name walks every header, seven times per request here."""
+    return _present(environ.get, _ENVIRON_KEYS)
+
+
+def _present(get: Callable[[str], Any], keys: tuple[str, ...]) -> dict[str, str]:
+    found = {}
+    for name, key in zip(CORRELATION_HEADERS, keys, strict=True):
+        value = get(key)
+        if value:
+            found[name] = _capped(str(value))
+    return found
 
 
 def _capped(value: str) -> str:

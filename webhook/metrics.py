@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -118,6 +119,20 @@ for _outcome in ("sent", "gone", "failed"):
     keepalives.labels(_outcome)
 for _outcome in ("refreshed", "ended", "failed"):
     resyncs.labels(_outcome)
+
+
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Counter | Histogram, *values: str) -> Any:
+    """``metric.labels(*values)``, kept once made: ``labels`` checks its arguments and takes a lock on every call,
+    several times per request. Only for labels of a few known values (a kind, an outcome, a handler's name): the
+    children are kept for the process's life. Safe across a fork: a child's value notices a new process itself."""
+    key = (metric, values)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*values)
+    return found
 
 
 class StoreGauges(Collector):

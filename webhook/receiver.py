@@ -170,10 +170,10 @@ class Receiver:
             self.clock(),
             lease=delivery.lease(),
         )
-        metrics.notifications.labels(notification.kind, decision.outcome).inc()
+        metrics.child(metrics.notifications, notification.kind, decision.outcome).inc()
         for event in decision.events:
             if event.name == "call_state_changed":
-                metrics.transitions.labels(event.sender).inc()
+                metrics.child(metrics.transitions, event.sender).inc()
                 _log_transition(notification, event, context)
                 if event.sender == "incoming" and self.guard is not None and decision.call is not None:
                     self.guard.watch(decision.call)  # before the handlers, whose time counts against it
