@@ -3,11 +3,13 @@ deleted, replaced or corrupt under the running receiver."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,46 @@ def test_a_store_busy_past_its_timeout_answers_503_and_stores_nothing(
     # Graph's retry goes through once the store is free.
     assert client.post("/api/calls", json=envelope(incoming_call(call_id))).status_code == 202
     assert recorder.count("call_state_changed", "incoming") == 1
+
+
+def _queue_held_by_another_writer(store_path: Path) -> int:
+    """The writers' lock file, locked here as one of the receiver's other workers holds it while it writes."""
+    queue = os.open(f"{store_path}-lock", os.O_RDWR | os.O_CREAT)
+    fcntl.flock(queue, fcntl.LOCK_EX)
+    return queue
+
+
+def test_writers_wait_their_turn_and_one_held_past_the_timeout_answers_503(
+    store_url: str, store_path: Path, recorder: Recorder
+) -> None:
+    app = create_app({"AUTH": "disabled", "STORE_URL": store_url, "STORE_TIMEOUT_SECONDS": 0.3, "ADMIN_TOKEN": "t"})
+    client = app.test_client()
+    assert _post(client, new_id()).status_code == 202  # opened: the schema is there, the queue file too
+    queue = _queue_held_by_another_writer(store_path)
+    try:
+        refused = _post(client, new_id())
+    finally:
+        os.close(queue)  # closing the file lets go of its lock
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "5"
+    assert refused.get_json()["details"] == {"reason": "busy"}
+    assert client.get("/readyz").status_code == 200  # free again: readiness's write goes through the queue too
+    # A turn shorter than the timeout is waited for.
+    queue = _queue_held_by_another_writer(store_path)
+    threading.Timer(0.1, os.close, (queue,)).start()
+    call_id = new_id()
+    assert _post(client, call_id).status_code == 202
+    assert recorder.count("call_state_changed", "incoming") == 2
+    assert client.get(f"/api/calls/{call_id}", headers={"Authorization": "Bearer t"}).status_code == 200
+
+
+def test_a_lock_file_that_cannot_be_opened_leaves_writers_to_sqlite(store_url: str, store_path: Path) -> None:
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{store_path}-lock").mkdir()  # a directory is no lock file: the queue is skipped, never the write
+    client = _app(store_url).test_client()
+    for _ in range(3):
+        assert _post(client, new_id()).status_code == 202
+    assert len(open_store(store_url).list_calls()) == 3
 
 
 def test_a_database_from_a_newer_version_is_refused(store_path: Path) -> None:

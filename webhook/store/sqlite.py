@@ -285,4 +285,5 @@ class SQLiteStore(SQLiteFile, CallStore):
         conn = getattr(self._local, "conn", None)
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             conn.close()
+            self._close_queue()
         self._local = threading.local()

@@ -1,15 +1,25 @@
 """One SQLite file as the store uses it: a connection per thread and per process (fork-safe), opened in WAL
 mode and checked, before each use, to still be the file its path names; its schema prepared once per process;
-its errors translated into ours, with the reason a retry may outlive (locked, disk full, corrupt, replaced).
+its writers queued on this machine; its errors translated into ours, with the reason a retry may outlive
+(locked, disk full, corrupt, replaced).
+
+The writers' queue: SQLite makes a writer that finds the write lock taken sleep (1 ms, then 2, 5, 10...) before
+it tries again, however soon the lock is free; with several gunicorn workers that happened more than once per
+notification, and the sleeps cost more than the writes. So each write first takes an exclusive ``flock`` on
+``<store>-lock``, trying again every 0.1 ms, and reaches SQLite's lock once it is free. It only orders our own
+writers: SQLite's lock still keeps every write apart (other programs do not queue, and wait as SQLite makes
+them), and a lock file that cannot be opened, or was deleted, only means waiting as before.
 """
 
 from __future__ import annotations
 
 import errno
+import fcntl
 import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -81,12 +91,50 @@ class SQLiteFile:
             conn.close()
             raise
         local.conn, local.pid, local.identity = conn, os.getpid(), identity
+        local.queue = self._open_queue()
         return conn
+
+    def _open_queue(self) -> int:
+        """This connection's own descriptor of the writers' lock file (a lock belongs to an open file: each
+        thread opens its own to queue behind the others), or -1 when it cannot be opened."""
+        try:
+            return os.open(f"{self.path}-lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            logger.debug("writers of %s wait as SQLite makes them: cannot open its lock file: %s", self.path, exc)
+            return -1
 
     def _forget(self, conn: sqlite3.Connection) -> None:
         self._local.conn = None
         with suppress(sqlite3.Error):
             conn.close()
+        self._close_queue()
+
+    def _close_queue(self) -> None:
+        queue = getattr(self._local, "queue", -1)
+        self._local.queue = -1
+        if queue >= 0:
+            with suppress(OSError):
+                os.close(queue)
+
+    @contextmanager
+    def _queued(self) -> Iterator[None]:
+        """Hold the writers' lock for one write (see the module's docstring); :class:`StoreUnavailable` with
+        reason ``busy`` when another writer held it for the store's timeout, as SQLite's lock would say."""
+        queue = getattr(self._local, "queue", -1)
+        if queue < 0:
+            yield
+            return
+        if not _take(queue, self.timeout):
+            self._fault = StoreUnavailable(
+                f"the SQLite store {self.path} is unavailable: another writer held it for {self.timeout:g} s",
+                reason="busy",
+            )
+            raise self._fault
+        try:
+            yield
+        finally:
+            with suppress(OSError):  # a lock the system refused to take (see _take) is not there to release
+                fcntl.flock(queue, fcntl.LOCK_UN)
 
     def _translate(self, exc: sqlite3.Error) -> StoreError:
         """Our error for SQLite's: what a retry may outlive (locked, disk full, file unreadable or corrupt) is
@@ -160,19 +208,22 @@ class SQLiteFile:
 
     @contextmanager
     def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``: the write lock is held from the first read."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+        """``BEGIN IMMEDIATE`` ... ``COMMIT``, in the writers' queue: the write lock is held from the first read."""
+        with self._queued():
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
 
     def _write(self, statement: str, params: tuple[object, ...]) -> sqlite3.Cursor:
         try:
-            return self._connect().execute(statement, params)
+            conn = self._connect()
+            with self._queued():
+                return conn.execute(statement, params)
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
 
@@ -200,6 +251,30 @@ class SQLiteFile:
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
         self._fault = None
+
+
+#: How long a writer waits before it tries the writers' lock again: a write holds it for about 0.1 ms.
+QUEUE_PAUSE_SECONDS = 0.0001
+
+
+def _take(queue: int, timeout: float) -> bool:
+    """Lock ``queue`` (an open lock file), trying every :data:`QUEUE_PAUSE_SECONDS` for ``timeout`` seconds;
+    whether it was taken. A lock the system refuses (no locks on this file system) counts as taken: the queue
+    only spares SQLite's sleeps."""
+    deadline = None
+    while True:
+        try:
+            fcntl.flock(queue, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + timeout
+            elif now >= deadline:
+                return False
+            time.sleep(QUEUE_PAUSE_SECONDS)
+        except OSError:
+            return True
 
 
 def _os_reason(exc: OSError) -> str:
