@@ -15,8 +15,8 @@ Endpoints, each started in turn under the shipped gunicorn settings (deploy/guni
 For each: peak throughput under a closed load (16 client threads, the docs' lifecycles, each notification
 twice, shuffled), then latency at half of that peak under an open load (requests started at a fixed rate);
 medians of the repetitions, the endpoints alternated in each repetition. Then an in-process microbenchmark of the
-pipeline per notification, by stage. Prints a table and writes bench/results/bench.json. Absolute numbers drift
-on shared machines: read the ratios.
+pipeline per notification, by stage, on fresh calls and on the same lifecycles (bench/stages.py). Prints a table
+and writes bench/results/bench.json. Absolute numbers drift on shared machines: read the ratios.
 """
 
 from __future__ import annotations
@@ -165,7 +165,7 @@ def main() -> None:
 
     from bench.stages import stages
 
-    result: dict[str, Any] = {"stages": stages()}
+    result: dict[str, Any] = {"stages": stages(), "stages_lifecycles": stages(traffic="lifecycles")}
     if not args.quick:
         with tempfile.TemporaryDirectory() as folder, LocalGraphKeys() as keys:
             own = None
@@ -189,10 +189,11 @@ def main() -> None:
             f"{meta['requests_per_run']} requests per run, {meta['workers']} workers of {meta['threads']} threads, "
             f"{meta['concurrency']} client threads, median of {meta['repeat']}"
         )
-    print(f"\n{'stage (in process, SQLite)':28} {'us/notification':>16} {'share':>6}")
-    total = sum(result["stages"].values())
+    print(f"\n{'stage (in process, SQLite)':28} {'us/notification:':>16} {'fresh calls':>12} {'lifecycles':>11}")
     for name, micros in result["stages"].items():
-        print(f"{name:28} {micros:>16.1f} {micros / total:>6.1%}")
+        print(f"{name:28} {'':>16} {micros:>12.1f} {result['stages_lifecycles'][name]:>11.1f}")
+    fresh, whole = (sum(result[key].values()) for key in ("stages", "stages_lifecycles"))
+    print(f"{'total':28} {'':>16} {fresh:>12.1f} {whole:>11.1f}")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "bench.json").write_text(json.dumps(result, indent=2))
