@@ -131,7 +131,7 @@ class Journal:
         name, so that every process agrees on it without listing the folder at each append; the file stays open
         between appends, and is opened again when another process rotated, or when it was deleted or replaced."""
         name = handle.read_name()
-        opened = handle.current(handle.path) if name == handle.name and name.startswith(f"{kind}-{day}-") else None
+        opened = handle.current() if name == handle.name and name.startswith(f"{kind}-{day}-") else None
         if opened is None or (opened.st_size > 0 and opened.st_size + incoming > self.max_bytes):
             opened = handle.open(self._current_file(handle, name, kind, day, incoming))
         return handle.fd, opened.st_size

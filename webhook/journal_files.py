@@ -58,10 +58,10 @@ class OpenFiles:
         """Whether the lock file open here is still the one its name gives."""
         return _named(self.lock_path, self.lock_identity) is not None
 
-    def current(self, path: str) -> os.stat_result | None:
-        """The status of the file open for appending when ``path`` names it; None when nothing is open, or that
-        file was deleted, moved away or replaced since it was opened."""
-        return _named(path, self.identity) if self.fd >= 0 else None
+    def current(self) -> os.stat_result | None:
+        """The status of the file open for appending while its path still names it; None when nothing is open, or
+        that file was deleted, moved away or replaced since it was opened."""
+        return _named(self.path, self.identity) if self.fd >= 0 else None
 
     @contextmanager
     def locked(self) -> Iterator[None]:
