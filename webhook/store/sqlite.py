@@ -8,9 +8,9 @@ instead of failing at once.
 Durability: with ``SQLITE_SYNCHRONOUS=normal`` (the default) a commit is in the WAL, in the operating system's
 cache, before ``apply`` returns: every 202 survives any crash of the receiver (a worker killed, gunicorn
 restarted), and a power cut or a kernel crash may lose the last commits (those the OS had not yet written
-back; SQLite's checkpoints flush the rest). With ``full`` each transition is on disk before the 202: the WAL
-is flushed after the commit, outside the write lock, so workers flush side by side (see ``_flush``), for
-about twice the cost of a notification.
+back since the last background checkpoint flushed the WAL: see :mod:`.sqlite_checkpoints`). With ``full``
+each transition is on disk before the 202: the WAL is flushed after the commit, outside the write lock, so
+workers flush side by side (see ``_flush``), for about twice the cost of a notification.
 """
 
 from __future__ import annotations
@@ -282,6 +282,7 @@ class SQLiteStore(SQLiteFile, CallStore):
 
     def close(self) -> None:
         self.flush_completed()
+        self.checkpointer.stop()
         conn = getattr(self._local, "conn", None)
         if conn is not None and getattr(self._local, "pid", None) == os.getpid():
             conn.close()

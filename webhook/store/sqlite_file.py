@@ -25,6 +25,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
+from .sqlite_checkpoints import WAL_LIMIT_PAGES, Checkpointer, file_identity
 from .sqlite_rows import write_rows
 from .sqlite_schema import SCHEMA_VERSION, migrate
 
@@ -45,12 +46,13 @@ class SQLiteFile:
         self._schema_ready_in: tuple[int, int] | None = None  # the file whose schema this process checked
         self._schema_lock = threading.Lock()
         self._fault: StoreUnavailable | None = None  # what made this process's last use fail, until one succeeds
+        self.checkpointer = Checkpointer(self.path)
 
     def _connect(self) -> sqlite3.Connection:
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
         if conn is not None and getattr(local, "pid", None) == os.getpid():
-            if _identity(self.path) == local.identity:
+            if file_identity(self.path) == local.identity:
                 return conn
             # Sound while the connection is open: the file it holds cannot give its inode to another.
             self._forget(conn)
@@ -63,7 +65,7 @@ class SQLiteFile:
             raise StoreUnavailable(
                 f"the SQLite store {self.path} was deleted or replaced while open", reason="replaced"
             )
-        if _identity(self.path) is None and self._wal.exists():
+        if file_identity(self.path) is None and self._wal.exists():
             # A new database beside the WAL of a deleted one would take that WAL's pages as its own.
             raise StoreUnavailable(
                 f"the SQLite store {self.path} is missing but its WAL {self._wal.name} is still there: restore the "
@@ -82,7 +84,9 @@ class SQLiteFile:
             # Commits do not wait for the disk inside the write lock: apply() flushes the WAL itself, after
             # the lock is released and before the caller acknowledges (see _flush).
             conn.execute("PRAGMA synchronous = NORMAL")
-            identity = _identity(self.path)
+            # Checkpoints run in the background (see sqlite_checkpoints); a commit runs one only past this.
+            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_LIMIT_PAGES}")
+            identity = file_identity(self.path)
             self._prepare_schema(conn, identity)
         except sqlite3.Error as exc:
             conn.close()
@@ -92,6 +96,7 @@ class SQLiteFile:
             raise
         local.conn, local.pid, local.identity = conn, os.getpid(), identity
         local.queue = self._open_queue()
+        self.checkpointer.start()
         return conn
 
     def _open_queue(self) -> int:
@@ -279,15 +284,6 @@ def _take(queue: int, timeout: float) -> bool:
 
 def _os_reason(exc: OSError) -> str:
     return "disk_full" if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) else "unavailable"
-
-
-def _identity(path: Path) -> tuple[int, int] | None:
-    """The device and inode the path names now (None when nothing is there)."""
-    try:
-        info = os.stat(path)
-    except FileNotFoundError:
-        return None
-    return info.st_dev, info.st_ino
 
 
 # SQLite's primary result codes (https://www.sqlite.org/rescode.html) of the faults a retry may outlive.
