@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import codec
-from .model import COLLECTIONS, Call
+from .model import COLLECTIONS, JSON, Call
 from .notification import Notification
 from .stored import Loader, StoredCall
 
@@ -38,8 +38,9 @@ class Event:
     kwargs: dict[str, Any] = field(default_factory=dict)
     id: int | None = None
 
-    def encode(self) -> str:
-        """The event as JSON text (its ``id`` is the row's, not part of the text)."""
+    def encode(self, *, call_record: JSON | None = None) -> str:
+        """The event as JSON text (its ``id`` is the row's, not part of the text). ``call_record`` is the
+        :meth:`~webhook.model.Call.core_dict` of the event's ``call``, when the caller made it already."""
         kwargs: dict[str, Any] = {}
         call = self.kwargs.get("call")
         roster = call.participants if isinstance(call, Call) and not isinstance(call, StoredCall) else None
@@ -47,12 +48,22 @@ class Event:
             if value is roster and roster is not None:
                 kwargs[key] = {"__roster_ref__": True}  # the call's own roster: read back with it, not written twice
             elif isinstance(value, Call):
-                kwargs[key] = {"__call_ref__": value.core_dict()}
+                record = call_record if value is call and call_record is not None else value.core_dict()
+                kwargs[key] = {"__call_ref__": record}
             elif isinstance(value, Notification):
                 kwargs[key] = {"__notification__": value.to_document()}
             else:
                 kwargs[key] = value
         return codec.dumps({"name": self.name, "sender": self.sender, "kwargs": kwargs})
+
+    def numbered(self, event_id: int | None) -> Event:
+        """This event as the outbox row ``event_id``."""
+        return Event(self.name, self.sender, self.kwargs, event_id)
+
+    def about(self, call: Call, instead_of: Call) -> Event:
+        """This event with ``call`` wherever its arguments held ``instead_of``."""
+        kwargs = {key: call if value is instead_of else value for key, value in self.kwargs.items()}
+        return Event(self.name, self.sender, kwargs, self.id)
 
     @classmethod
     def decode(cls, text: str, event_id: int | None = None, *, collections: CollectionReader | None = None) -> Event:
@@ -96,6 +107,11 @@ class Decision:
     @property
     def changed(self) -> bool:
         return self.outcome in ("applied", "updated")
+
+    def committed(self, call: Call | None, events: tuple[Event, ...]) -> Decision:
+        """This decision with its call and events as a store committed them (the call as stored, the events
+        numbered by their outbox rows)."""
+        return Decision(self.outcome, call, events, self.reason, self.repair)
 
 
 def _loader(call: Call, collections: CollectionReader | None) -> Loader:

@@ -195,15 +195,10 @@ class Call:
             end=dict(self.end) if self.end is not None else None,
         )
 
-    def core_dict(self) -> JSON:
-        """:meth:`to_dict` without the four collections that grow with the call's life (history, roster,
-        operations, tones): what a store keeps in the call's own record, the rest as rows of their own."""
-        return {key: value for key, value in self._fields_dict().items() if key not in _COLLECTION_KEYS}
-
     def to_dict(self) -> JSON:
         """The stored form (and the read API's): camelCase keys, JSON values only."""
         return {
-            **self._fields_dict(),
+            **self.core_dict(),
             "participants": self.participants,
             "operations": list(self.operations.values()),
             "tones": self.tones,
@@ -211,7 +206,9 @@ class Call:
             "historyDropped": self.history_dropped,
         }
 
-    def _fields_dict(self) -> JSON:
+    def core_dict(self) -> JSON:
+        """:meth:`to_dict` without the four collections that grow with the call's life (history, roster,
+        operations, tones): what a store keeps in the call's own record, the rest as rows of their own."""
         return {
             "id": self.id,
             "state": self.state,
@@ -264,8 +261,6 @@ class Call:
         )
 
 
-#: The keys of :meth:`Call.to_dict` that grow with the call's life, kept by the stores as rows of their own.
-_COLLECTION_KEYS = frozenset(("participants", "operations", "tones", "history", "historyDropped"))
 #: The collections of a call, by attribute.
 COLLECTIONS = ("history", "participants", "operations", "tones")
 _SCALARS = tuple(name for name in Call.__dataclass_fields__ if name not in (*COLLECTIONS, "data", "stale", "end"))

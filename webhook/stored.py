@@ -11,6 +11,8 @@ from .model import COLLECTIONS, Call
 #: Reads one collection of a stored call (``"history"``, ``"participants"``, ``"operations"``, ``"tones"``).
 Loader = Callable[[str], Any]
 _NOT_READ = object()
+#: The fields of a call that are its own record, not collections.
+_OWN_FIELDS = tuple(name for name in Call.__dataclass_fields__ if name not in COLLECTIONS)
 
 
 def _read_when_used(name: str) -> property:
@@ -44,11 +46,15 @@ class StoredCall(Call):
     def of(cls, call: Call, loader: Loader, known: Mapping[str, Any] | None = None) -> StoredCall:
         """``call``'s fields, with the collections in ``known`` as given and the others read by ``loader``."""
         stored = cls.__new__(cls)
-        for name in Call.__dataclass_fields__:
-            if name not in COLLECTIONS:
-                stored.__dict__[name] = getattr(call, name)
+        fields = stored.__dict__
+        if type(call) is Call:  # its fields are its attributes: copied at once, then its collections dropped
+            fields.update(call.__dict__)
+            for name in COLLECTIONS:
+                del fields[name]
+        else:
+            fields.update({name: getattr(call, name) for name in _OWN_FIELDS})
         for name, value in (known or {}).items():
-            stored.__dict__["_" + name] = value
+            fields["_" + name] = value
         stored._loader = loader
         return stored
 

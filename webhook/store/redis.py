@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import WatchError
@@ -217,9 +217,9 @@ class RedisStore(RedisRecords):
         ids = [int(reply) for reply in replies[len(replies) - len(wanted) :]]
         numbers = iter(ids)
         events = tuple(
-            replace(event, id=next(numbers)) if any(event is w for w in wanted) else event for event in decision.events
+            event.numbered(next(numbers)) if any(event is w for w in wanted) else event for event in decision.events
         )
-        return replace(decision, events=events)
+        return decision.committed(call, events)
 
     def _write_call(self, pipe: Any, call: Call, previous: Call | None) -> None:
         call_id = call.id

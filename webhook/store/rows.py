@@ -4,7 +4,7 @@ roster positions that changed, the operations and tones added), and the partial 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import codec
@@ -78,8 +78,4 @@ def as_stored(store: CallStore, decision: Decision, needs: Needs) -> Decision:
         return decision
     known = {"participants": call.participants} if needs.roster else {}
     stored = store.stored(call, known)
-    events = tuple(
-        replace(event, kwargs={k: stored if v is call else v for k, v in event.kwargs.items()})
-        for event in decision.events
-    )
-    return replace(decision, call=stored, events=events)
+    return decision.committed(stored, tuple(event.about(stored, instead_of=call) for event in decision.events))

@@ -20,7 +20,6 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from .. import codec
@@ -120,8 +119,9 @@ class SQLiteStore(SQLiteFile, CallStore):
     ) -> Decision:
         """Write a decision's call record, the rows it changed and its outbox rows (inside the caller's
         transaction); number its events."""
-        if decision.call is not None:
-            call = decision.call
+        call, record = decision.call, None
+        if call is not None:
+            record = call.core_dict()
             conn.execute(
                 "INSERT INTO calls (id, state, updated_at, seen_at, stale_since, keepalive_at, doc) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -135,7 +135,7 @@ class SQLiteStore(SQLiteFile, CallStore):
                     call.seen_at,
                     call.stale_since,
                     call.keepalive_at if needs_keepalive(call) else None,
-                    codec.dumps(call.core_dict()),
+                    codec.dumps(record),
                 ),
             )
             write_rows(
@@ -146,11 +146,11 @@ class SQLiteStore(SQLiteFile, CallStore):
             if lease.needs_delivery(event):
                 cursor = conn.execute(
                     "INSERT INTO outbox (call_id, event, owner, lease_until, created_at) VALUES (?, ?, ?, ?, ?)",
-                    (call_id, event.encode(), lease.owner, lease.until, now),
+                    (call_id, event.encode(call_record=record), lease.owner, lease.until, now),
                 )
-                event = replace(event, id=cursor.lastrowid)
+                event = event.numbered(cursor.lastrowid)
             events.append(event)
-        return replace(decision, events=tuple(events))
+        return decision.committed(call, tuple(events))
 
     def count_calls(self, what: str) -> int:
         condition = "(state IS NULL OR state != 'terminated')"
