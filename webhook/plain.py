@@ -9,11 +9,20 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
+from .codes import as_int
 from .model import CHANGE_TYPES, canonical_enum
 from .notification import Notification
 from .resources import ResourceError, parse_resource
 from .roster import is_delta
-from .schemas import CallSchema, GraphInt, OperationSchema, ParticipantSchema, ResultInfoSchema, ToneInfoSchema
+from .schemas import (
+    CallSchema,
+    GraphInt,
+    OperationSchema,
+    ParticipantSchema,
+    ResultInfoSchema,
+    ToneInfoSchema,
+    one_sub_code,
+)
 
 #: The JSON type a value of each kind of field here must have to be loaded as itself (besides null); a value of
 #: any other type is converted (``"200"`` to 200) or refused by the field.
@@ -93,12 +102,12 @@ def _plain_fields(data: dict[str, Any], types: tuple[tuple[str, type], ...]) -> 
     return True
 
 
-def _plain_object(value: Any, types: tuple[tuple[str, type], ...], rewritten: tuple[str, ...] = ()) -> bool:
+def _plain_object(value: Any, types: tuple[tuple[str, type], ...]) -> bool:
     """Whether a nested object (or its absence) is what its schema, whose fields are ``types``, loads as itself:
-    each field null or of its type, no key the schema's ``pre_load`` rewrites."""
+    each field null or of its type."""
     if value is None:
         return True
-    return type(value) is dict and not any(key in value for key in rewritten) and _plain_fields(value, types)
+    return type(value) is dict and _plain_fields(value, types)
 
 
 def _plain_data(kind: str, value: Any) -> Any:
@@ -110,12 +119,17 @@ def _plain_data(kind: str, value: Any) -> Any:
         if value is None:
             return {}
         call = kind == "call"
+        sent = value.get("resultInfo") if type(value) is dict else None
+        result = _plain_result(sent)
         if (
-            _plain_object(value, _CALL_TYPES if call else _OPERATION_TYPES)
-            and _plain_object(value.get("resultInfo"), _RESULT_TYPES, ResultInfoSchema.rewritten_keys)
+            result is not _DECLINED
+            and _plain_object(value, _CALL_TYPES if call else _OPERATION_TYPES)
             and (not call or _plain_object(value.get("toneInfo"), _TONE_TYPES))
         ):
-            return dict(value)
+            loaded = dict(value)
+            if result is not sent:
+                loaded["resultInfo"] = result
+            return loaded
         return _DECLINED
     if kind == "participants":
         if value is None:
@@ -126,12 +140,37 @@ def _plain_data(kind: str, value: Any) -> Any:
 
 
 _DECLINED = object()
+#: The integer codes of a resultInfo, which the Delete-call page sends as numeric strings.
+_RESULT_CODES = tuple(
+    field.data_key or name for name, field in ResultInfoSchema().fields.items() if isinstance(field, GraphInt)
+)
+
+
+def _plain_result(sent: Any) -> Any:
+    """A ``resultInfo`` (or its absence) as :class:`ResultInfoSchema` loads it, when it is as Graph sends it: its
+    subcode spelt one way, its codes integers (numeric strings read as ``GraphInt`` reads them); ``_DECLINED``
+    otherwise. A copy when anything changed."""
+    if sent is None:
+        return None
+    if type(sent) is not dict:
+        return _DECLINED
+    result = one_sub_code(sent)  # as the schema's pre_load respells it
+    for name in _RESULT_CODES:
+        value = result.get(name)
+        if type(value) is str:
+            number = as_int(value)
+            if number is None:
+                return _DECLINED
+            result = dict(result) if result is sent else result
+            result[name] = number
+    return result if _plain_fields(result, _RESULT_TYPES) else _DECLINED
 
 
 def plain_notifications(body: Any) -> list[Notification] | None:
     """The notifications of ``body`` as :func:`load_notifications` returns them, without running the schemas,
-    when every part the schemas declare is what Graph sends (strings as strings, integer codes as integers, a
-    resource URL we read); None otherwise, and the schemas load the body (their messages say what is wrong).
+    when every part the schemas declare is what Graph sends (strings as strings, integers as integers but for a
+    resultInfo's codes, which may be numeric strings, a resource URL we read); None otherwise, and the schemas
+    load the body (their messages say what is wrong).
 
     Marshmallow walks every declared field of every nested schema (~100 us a body); for bodies like these its
     output equals its input, which tests/test_schemas.py checks on every payload of the docs and of the

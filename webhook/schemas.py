@@ -46,22 +46,25 @@ class GraphSchema(Schema):
         unknown = INCLUDE
 
 
+def one_sub_code(result: dict[str, Any]) -> dict[str, Any]:
+    """A ``resultInfo`` with its subcode spelt one way downstream, ``subcode``: the transfer-failure examples
+    spell it ``subCode`` (a copy then, without it; ``subcode`` wins when both are there)."""
+    if "subCode" not in result:
+        return result
+    result = dict(result)
+    sub_code = result.pop("subCode")
+    result.setdefault("subcode", sub_code)
+    return result
+
+
 class ResultInfoSchema(GraphSchema):
     code = GraphInt(allow_none=True)
     subcode = GraphInt(allow_none=True)
     message = _str()
 
-    #: What ``_accept_sub_code`` rewrites: a resultInfo carrying it is not loaded as itself.
-    rewritten_keys = ("subCode",)
-
     @pre_load
     def _accept_sub_code(self, data: Any, **kwargs: Any) -> Any:
-        # Transfer-failure examples spell it "subCode"; one spelling downstream.
-        if isinstance(data, dict) and "subCode" in data:
-            data = dict(data)
-            sub_code = data.pop("subCode")
-            data.setdefault("subcode", sub_code)
-        return data
+        return one_sub_code(data) if isinstance(data, dict) else data
 
 
 class ToneInfoSchema(GraphSchema):
