@@ -6,12 +6,22 @@ Every time a call carries (``updatedAt``, ``seenAt``, a step's ``at``...) is wri
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
+
+#: The second :func:`utc_now` last wrote, and its text up to the milliseconds.
+_last_second: tuple[int, str] = (-1, "")
 
 
 def utc_now() -> str:
-    """The current time: ``2026-12-02T19:01:10.225Z``."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The current time: ``2026-12-02T19:01:10.225Z`` (what ``datetime.now(timezone.utc).isoformat`` writes to
+    the millisecond; the text of the second is written once per second, as every notification asks the time)."""
+    global _last_second
+    second, millisecond = divmod(time.time_ns() // 1_000_000, 1000)
+    last = _last_second
+    if last[0] != second:
+        last = _last_second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{last[1]}.{millisecond:03d}Z"
 
 
 def iso(epoch: float) -> str:

@@ -9,6 +9,7 @@ call is one call whatever the spelling.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -51,11 +52,13 @@ def canonical_id(raw: str) -> str:
     return raw
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_resource(url: str) -> ResourceRef:
     """Parse a ``resourceUrl`` (or legacy ``resource``) into a :class:`ResourceRef`.
 
     Raises :class:`ResourceError` when the URL is not under ``/communications/calls/{id}`` or
-    ``/app/calls/{id}``.
+    ``/app/calls/{id}``. The latest URLs read are remembered (a call's notifications name the same few), the
+    errors not.
     """
     parts = _segments(url)
     if len(parts) < 3 or parts[0].lower() != "communications" or parts[1].lower() != "calls":

@@ -20,8 +20,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from pathlib import Path
 
 from ..errors import ConfigError, StoreError, StoreUnavailable
@@ -121,23 +120,22 @@ class SQLiteFile:
             with suppress(OSError):
                 os.close(queue)
 
-    @contextmanager
-    def _queued(self) -> Iterator[None]:
-        """Hold the writers' lock for one write (see the module's docstring); :class:`StoreUnavailable` with
-        reason ``busy`` when another writer held it for the store's timeout, as SQLite's lock would say."""
-        queue = getattr(self._local, "queue", -1)
-        if queue < 0:
-            yield
-            return
-        if not _take(queue, self.timeout):
+    def _take_turn(self) -> int:
+        """Take the writers' lock for one write (see the module's docstring): the descriptor to give back to
+        :meth:`_end_turn` (-1 when there is no lock file). :class:`StoreUnavailable` with reason ``busy`` when
+        another writer held it for the store's timeout, as SQLite's lock would say."""
+        queue: int = getattr(self._local, "queue", -1)
+        if queue >= 0 and not _take(queue, self.timeout):
             self._fault = StoreUnavailable(
                 f"the SQLite store {self.path} is unavailable: another writer held it for {self.timeout:g} s",
                 reason="busy",
             )
             raise self._fault
-        try:
-            yield
-        finally:
+        return queue
+
+    @staticmethod
+    def _end_turn(queue: int) -> None:
+        if queue >= 0:
             with suppress(OSError):  # a lock the system refused to take (see _take) is not there to release
                 fcntl.flock(queue, fcntl.LOCK_UN)
 
@@ -211,24 +209,19 @@ class SQLiteFile:
         finally:
             os.close(fd)
 
-    @contextmanager
-    def _transaction(self, conn: sqlite3.Connection) -> Iterator[None]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT``, in the writers' queue: the write lock is held from the first read."""
-        with self._queued():
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+    def _transaction(self, conn: sqlite3.Connection) -> _Transaction:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on an error), in the writers' queue: the write lock
+        is held from the first read."""
+        return _Transaction(self, conn)
 
     def _write(self, statement: str, params: tuple[object, ...]) -> sqlite3.Cursor:
         try:
             conn = self._connect()
-            with self._queued():
+            queue = self._take_turn()
+            try:
                 return conn.execute(statement, params)
+            finally:
+                self._end_turn(queue)
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
 
@@ -256,6 +249,39 @@ class SQLiteFile:
             except sqlite3.Error as exc:
                 raise self._translate(exc) from exc
         self._fault = None
+
+
+class _Transaction:
+    """What :meth:`SQLiteFile._transaction` returns: a class, where a generator's context manager cost more
+    (0.85 us) than the writers' lock it took, on every notification."""
+
+    __slots__ = ("conn", "file", "queue")
+
+    def __init__(self, file: SQLiteFile, conn: sqlite3.Connection) -> None:
+        self.file, self.conn, self.queue = file, conn, -1
+
+    def __enter__(self) -> None:
+        self.queue = self.file._take_turn()
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            SQLiteFile._end_turn(self.queue)
+            raise
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: object) -> None:
+        conn = self.conn
+        try:
+            if kind is None:
+                try:
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            elif conn.in_transaction:
+                conn.execute("ROLLBACK")
+        finally:
+            SQLiteFile._end_turn(self.queue)
 
 
 #: How long a writer waits before it tries the writers' lock again: a write holds it for about 0.1 ms.
