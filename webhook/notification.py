@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .model import JSON
@@ -53,7 +53,7 @@ class Notification:
         return self.resource.kind
 
     def with_claims(self, claims: Claims) -> Notification:
-        return replace(self, claims=claims)
+        return Notification(self.change_type, self.resource, self.data, self.raw, claims, self.origin)
 
     def to_document(self) -> JSON:
         """The notification as JSON (what the outbox keeps); :meth:`from_document` reads it back. A roster's

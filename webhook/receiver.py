@@ -75,7 +75,8 @@ def decode_body(raw: bytes) -> Any:
     except (ValueError, RecursionError) as exc:  # bad UTF-8, NaN, nesting beyond the parser's limit
         message = str(exc) if isinstance(exc, ValueError) else "nested too deeply"
         raise PayloadError(f"The body is not valid JSON: {message}.", code="malformed_json") from None
-    if codec.depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+    # A body cannot nest deeper than it has brackets: most bodies are not walked at all.
+    if raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH and codec.depth(body, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
         raise PayloadError(
             f"The body nests deeper than {MAX_JSON_DEPTH} levels; Graph's notifications never do.",
             code="malformed_json",
