@@ -98,4 +98,5 @@ def stages(count: int = 2000, traffic: str = "fresh") -> dict[str, float]:
                 totals[name] += spent
             notifications += len(carried)
         handler.__name__  # noqa: B018 - keep the handler referenced for the whole run
+        state.store.close()  # its last delivered rows and its checkpoints, before the folder goes
     return {name: round(spent / notifications * 1e6, 1) for name, spent in totals.items()}

@@ -184,16 +184,21 @@ class Call:
         entry, an operation's record), never edits in place, so copying the whole tree (a deep copy cost as
         much as the call is long) is not needed.
         """
-        return Call(
-            **{name: getattr(self, name) for name in _SCALARS},
-            data=dict(self.data),
-            participants=list(self.participants),
-            operations=dict(self.operations),
-            tones=list(self.tones),
-            history=list(self.history),
-            stale=list(self.stale),
-            end=dict(self.end) if self.end is not None else None,
-        )
+        containers: JSON = {
+            "data": dict(self.data),
+            "participants": list(self.participants),
+            "operations": dict(self.operations),
+            "tones": list(self.tones),
+            "history": list(self.history),
+            "stale": list(self.stale),
+            "end": dict(self.end) if self.end is not None else None,
+        }
+        if type(self) is Call:  # its fields are its attributes, copied at once: a call is copied per notification
+            copied = Call.__new__(Call)
+            copied.__dict__.update(self.__dict__)
+            copied.__dict__.update(containers)
+            return copied
+        return Call(**{name: getattr(self, name) for name in _SCALARS}, **containers)
 
     def to_dict(self) -> JSON:
         """The stored form (and the read API's): camelCase keys, JSON values only."""
