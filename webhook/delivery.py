@@ -93,8 +93,9 @@ class Delivery:
     # What the store needs to know
 
     def needs_delivery(self, event: Event) -> bool:
-        """Only events someone listens to go through the outbox."""
-        return any(True for _ in SIGNALS[event.name].receivers_for(event.sender))
+        """Only events someone listens to go through the outbox (a weakly connected receiver that is gone
+        still counts: its event is written, then delivered to nobody)."""
+        return SIGNALS[event.name].has_receivers_for(event.sender)
 
     def lease_until(self) -> float:
         return time.time() + self.lease_seconds

@@ -56,14 +56,13 @@ class Event:
                 kwargs[key] = value
         return codec.dumps({"name": self.name, "sender": self.sender, "kwargs": kwargs})
 
-    def numbered(self, event_id: int | None) -> Event:
-        """This event as the outbox row ``event_id``."""
-        return Event(self.name, self.sender, self.kwargs, event_id)
-
-    def about(self, call: Call, instead_of: Call) -> Event:
-        """This event with ``call`` wherever its arguments held ``instead_of``."""
-        kwargs = {key: call if value is instead_of else value for key, value in self.kwargs.items()}
-        return Event(self.name, self.sender, kwargs, self.id)
+    def committed(self, event_id: int | None, call: Call | None, instead_of: Call | None) -> Event:
+        """This event as a store committed it: the outbox row ``event_id`` (None: not written there), and
+        ``call`` wherever its arguments held ``instead_of`` (when there is a call)."""
+        kwargs = self.kwargs
+        if call is not None:
+            kwargs = {key: call if value is instead_of else value for key, value in kwargs.items()}
+        return Event(self.name, self.sender, kwargs, event_id)
 
     @classmethod
     def decode(cls, text: str, event_id: int | None = None, *, collections: CollectionReader | None = None) -> Event:

@@ -123,9 +123,9 @@ class RedisStore(RedisRecords):
                             decision = choose(loaded)
                             if decision is None:
                                 return None
-                            committed = self._commit(pipe, decision, loaded, legacy, needs, lease, delivered, found)
+                            event_ids = self._commit(pipe, decision, loaded, legacy, needs, lease, delivered, found)
                             carried = True
-                            return as_stored(self, committed, needs)
+                            return as_stored(self, decision, needs, event_ids)
                         except WatchError:
                             continue
         finally:
@@ -185,10 +185,11 @@ class RedisStore(RedisRecords):
         lease: Lease,
         delivered: list[int],
         found: _Found,
-    ) -> Decision:
+    ) -> list[int | None]:
         """Write a decision's call, the rows it changed and its outbox rows in one MULTI/EXEC on a watching
-        pipeline, and delete the outbox rows of ``delivered`` events; number its events (each outbox row takes
-        its id inside the transaction, from a script, so that no round trip is spent on ids before it).
+        pipeline, and delete the outbox rows of ``delivered`` events; the outbox row of each of its events, None
+        for those nobody receives (each row takes its id inside the transaction, from a script, so that no round
+        trip is spent on ids before it).
 
         Raises ``WatchError`` when the call changed since it was read: the caller decides again.
         """
@@ -214,12 +215,8 @@ class RedisStore(RedisRecords):
         for event in wanted:  # last: their ids end the list of replies
             pipe.execute_command("EVAL", _ADD_EVENT, len(outbox), *outbox, event.encode(), lease.owner, lease.until)
         replies = pipe.execute()
-        ids = [int(reply) for reply in replies[len(replies) - len(wanted) :]]
-        numbers = iter(ids)
-        events = tuple(
-            event.numbered(next(numbers)) if any(event is w for w in wanted) else event for event in decision.events
-        )
-        return decision.committed(call, events)
+        numbers = iter([int(reply) for reply in replies[len(replies) - len(wanted) :]])
+        return [next(numbers) if any(event is w for w in wanted) else None for event in decision.events]
 
     def _write_call(self, pipe: Any, call: Call, previous: Call | None) -> None:
         call_id = call.id

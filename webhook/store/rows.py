@@ -3,7 +3,7 @@ roster positions that changed, the operations and tones added), and the partial 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -70,12 +70,15 @@ def partial_call(core: Call, needs: Needs, roster: list[JSON], operation: JSON |
     return core
 
 
-def as_stored(store: CallStore, decision: Decision, needs: Needs) -> Decision:
-    """``decision`` with its call, in itself and in its events, as a :class:`StoredCall` of ``store``: the
-    partial call ``decide`` saw must not reach handlers, who get every collection, read when used."""
+def as_stored(store: CallStore, decision: Decision, needs: Needs, event_ids: Sequence[int | None]) -> Decision:
+    """``decision`` as committed: each event numbered by its outbox row (``event_ids``, in the events' order;
+    None for one not written there), and its call, in itself and in its events, as a :class:`StoredCall` of
+    ``store``: the partial call ``decide`` saw must not reach handlers, who get every collection, read when
+    used."""
     call = decision.call
-    if call is None:
-        return decision
-    known = {"participants": call.participants} if needs.roster else {}
-    stored = store.stored(call, known)
-    return decision.committed(stored, tuple(event.about(stored, instead_of=call) for event in decision.events))
+    stored = None if call is None else store.stored(call, {"participants": call.participants} if needs.roster else {})
+    events = tuple(
+        event.committed(event_id, stored, instead_of=call)
+        for event, event_id in zip(decision.events, event_ids, strict=True)
+    )
+    return decision.committed(stored, events)

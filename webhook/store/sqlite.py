@@ -92,9 +92,7 @@ class SQLiteStore(SQLiteFile, CallStore):
                     conn.execute(_DELETE_EVENTS.format(", ".join("?" * len(delivered))), delivered)
                 loaded = load_call(conn, call_id, needs)
                 decision = choose(loaded)
-                committed = (
-                    None if decision is None else self._commit(conn, decision, loaded, needs, call_id, now, lease)
-                )
+                event_ids = [] if decision is None else self._commit(conn, decision, loaded, needs, call_id, now, lease)
             carried = True
         except sqlite3.Error as exc:
             raise self._translate(exc) from exc
@@ -102,10 +100,10 @@ class SQLiteStore(SQLiteFile, CallStore):
             if not carried:
                 self._completions().add(delivered, first=True)
         self._fault = None
-        if committed is None:
+        if decision is None:
             return None
         self._flush()
-        return as_stored(self, committed, needs)
+        return as_stored(self, decision, needs, event_ids)
 
     def _commit(
         self,
@@ -116,9 +114,9 @@ class SQLiteStore(SQLiteFile, CallStore):
         call_id: str,
         now: str,
         lease: Lease,
-    ) -> Decision:
+    ) -> list[int | None]:
         """Write a decision's call record, the rows it changed and its outbox rows (inside the caller's
-        transaction); number its events."""
+        transaction); the outbox row of each of its events (None for those nobody receives)."""
         call, record = decision.call, None
         if call is not None:
             record = call.core_dict()
@@ -141,16 +139,16 @@ class SQLiteStore(SQLiteFile, CallStore):
             write_rows(
                 conn, call, rows_of(loaded or Call(id=call.id), call, needs), self.history_limit, self.kept_per_call
             )
-        events = []
+        event_ids: list[int | None] = []
         for event in decision.events:
+            event_id = None
             if lease.needs_delivery(event):
-                cursor = conn.execute(
+                event_id = conn.execute(
                     "INSERT INTO outbox (call_id, event, owner, lease_until, created_at) VALUES (?, ?, ?, ?, ?)",
                     (call_id, event.encode(call_record=record), lease.owner, lease.until, now),
-                )
-                event = event.numbered(cursor.lastrowid)
-            events.append(event)
-        return decision.committed(call, tuple(events))
+                ).lastrowid
+            event_ids.append(event_id)
+        return event_ids
 
     def count_calls(self, what: str) -> int:
         condition = "(state IS NULL OR state != 'terminated')"
