@@ -7,7 +7,7 @@ which is also what the stores persist and what the read API shows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,12 +31,14 @@ CALL_STATES = (
 CHANGE_TYPES = ("created", "updated", "deleted")
 
 
-def canonical_enum(value: str, known: Iterable[str]) -> str:
+def canonical_enum(value: str, known: Collection[str]) -> str:
     """Return the known spelling of ``value`` compared case-insensitively, or ``value`` itself.
 
     Logs re-serialized by the C# SDK say ``Deleted`` and ``Terminated``; Graph adds values over time, which
     are kept exactly as sent.
     """
+    if value in known:  # as Graph spells them: no case to fold
+        return value
     lowered = value.lower()
     for candidate in known:
         if candidate.lower() == lowered:
