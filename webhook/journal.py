@@ -7,7 +7,7 @@ rotated by day (UTC) and by size, and deleted after ``JOURNAL_RETENTION_DAYS``. 
 
 Several gunicorn workers append at once: each append takes an exclusive ``flock`` on the folder's lock file, so
 lines never interleave and all processes agree on the current file; each process keeps its files open between
-appends (an append is a lock, a read of the current name, three stats and a write). With ``fsync`` each line is on
+appends (an append is a lock, a read of the current name, two stats and a write). With ``fsync`` each line is on
 disk before the 202 is sent; without it (the default) the operating system writes it shortly after, and a power cut can
 lose the last lines (never the calls: the store is the system of record).
 """
