@@ -24,6 +24,7 @@ from .notification import Claims, Notification
 from .parse import load_notifications
 from .routing import Redirect, route
 from .settings import default
+from .signals import SIGNALS
 from .state import is_joining_notification
 from .store.base import CallStore
 
@@ -165,7 +166,8 @@ class Receiver:
     def apply(self, notification: Notification, context: dict[str, str] | None = None) -> Decision:
         """Apply one notification and deliver its events; ``context`` (correlation headers) goes into the logs."""
         delivery = self.delivery
-        delivery.deliver([Event("notification_received", notification.kind, {"notification": notification})])
+        if SIGNALS["notification_received"].has_receivers_for(notification.kind):  # rarely: spared otherwise
+            delivery.deliver([Event("notification_received", notification.kind, {"notification": notification})])
         decision = self.store.apply(
             notification,
             self.clock(),
