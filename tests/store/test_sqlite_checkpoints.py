@@ -3,7 +3,10 @@ machine, within a round of a commit, and never by a commit below the WAL's limit
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import time
 from pathlib import Path
 from urllib.parse import quote
 
@@ -94,3 +97,25 @@ def test_a_checkpointer_never_creates_a_store_that_was_deleted(store_url: str, s
         Path(f"{store_path}{suffix}").unlink(missing_ok=True)
     assert store.checkpointer.checkpoint(None) is None
     assert not store_path.exists()
+
+
+def test_a_forked_child_does_not_keep_its_parents_checkpoints_from_another_process(
+    store_url: str, store_path: Path
+) -> None:
+    first = _opened(store_url)
+    _established(first, 1)
+    until(lambda: first.checkpointer.rounds, "the first store checkpointing")
+    child = os.fork()
+    if child == 0:  # a worker's own child (a handler's subprocess, say), alive longer than its parent's store
+        time.sleep(30)
+        os._exit(0)
+    try:
+        first.close()
+        second = _opened(store_url)
+        written = _established(second, 1)
+        until(lambda: second.checkpointer.rounds > 0, "another store checkpointing while the child lives")
+        until(lambda: written <= _in_database_file(store_path), "its commit copied")
+        second.close()
+    finally:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)

@@ -26,6 +26,7 @@ import os
 import sqlite3
 import threading
 import weakref
+from contextlib import suppress
 from pathlib import Path
 from urllib.parse import quote
 
@@ -36,6 +37,22 @@ CHECKPOINT_SECONDS = 0.1
 #: The WAL size (pages) past which a commit checkpoints itself, as SQLite does by default at 1000 (about 40 MB
 #: of WAL at the default page size).
 WAL_LIMIT_PAGES = 10_000
+
+
+#: The lock files this process's checkpointer threads hold open. A forked child closes its copies: a lock belongs
+#: to the open file, which the child shares, so a child would otherwise hold the lock for as long as it lives,
+#: and no other process could take over once the parent stops.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for lock in _HELD_LOCKS:
+        with suppress(OSError):
+            os.close(lock)
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
 
 
 def file_identity(path: Path) -> tuple[int, int] | None:
@@ -120,6 +137,7 @@ def _run(reference: weakref.ref[Checkpointer], stopped: threading.Event, interva
     """The thread: try the lock each round until held, then checkpoint each round until stopped."""
     try:
         lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        _HELD_LOCKS.add(lock)
     except OSError as exc:
         logger.debug("every process checkpoints %s: cannot open %s: %s", lock_path, lock_path, exc)
         lock = -1
@@ -139,6 +157,7 @@ def _run(reference: weakref.ref[Checkpointer], stopped: threading.Event, interva
         if conn is not None:
             conn.close()
         if lock >= 0:
+            _HELD_LOCKS.discard(lock)
             os.close(lock)  # and with it the lock: another process's thread takes over
 
 
