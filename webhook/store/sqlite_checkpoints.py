@@ -104,7 +104,7 @@ class Checkpointer:
         """One passive checkpoint through ``conn``, opened first (or again, when the path names another file
         now) and given back for the next round; None when there is no store to checkpoint."""
         identity = file_identity(self.path)
-        if conn is not None and identity != getattr(conn, "identity", None):
+        if conn is not None and identity != conn.identity:
             conn.close()
             conn = None
         if identity is None:
@@ -139,7 +139,7 @@ def _run(reference: weakref.ref[Checkpointer], stopped: threading.Event, interva
         lock = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
         _HELD_LOCKS.add(lock)
     except OSError as exc:
-        logger.debug("every process checkpoints %s: cannot open %s: %s", lock_path, lock_path, exc)
+        logger.debug("every process checkpoints its store: cannot open %s: %s", lock_path, exc)
         lock = -1
     conn: _Connection | None = None
     elected = lock < 0
